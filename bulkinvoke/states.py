@@ -1,0 +1,60 @@
+"""The life of one attempt at one manifest row, as an explicit state machine.
+
+An attempt starts ``pending``; ``submitting`` is written (durably) before the call, so a crash
+between the write and the call leaves an attempt that is *in doubt*: resume checks its
+deterministic output location before it sends it again.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class State(str, Enum):
+    PENDING = "pending"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+    def can_become(self, other: State) -> bool:
+        return other in _TRANSITIONS[self]
+
+
+FINAL_STATES = frozenset({State.SUCCEEDED, State.FAILED, State.EXPIRED, State.REJECTED})
+
+# An output can arrive for an attempt already marked expired (the endpoint was merely slow), and a
+# call whose intent was written may be found finished before its response was recorded; both are
+# allowed so the ledger can follow what S3 says.
+_TRANSITIONS: dict[State, frozenset[State]] = {
+    State.PENDING: frozenset({State.SUBMITTING, State.REJECTED}),
+    State.SUBMITTING: frozenset(
+        {State.SUBMITTING, State.SUBMITTED, State.SUCCEEDED, State.FAILED, State.REJECTED}
+    ),
+    State.SUBMITTED: frozenset({State.SUCCEEDED, State.FAILED, State.EXPIRED}),
+    State.EXPIRED: frozenset({State.SUCCEEDED, State.FAILED}),
+    State.SUCCEEDED: frozenset(),
+    State.FAILED: frozenset(),
+    State.REJECTED: frozenset(),
+}
+
+
+class InvalidTransition(ValueError):
+    def __init__(self, old: State, new: State) -> None:
+        super().__init__(f"an attempt cannot go from {old.value} to {new.value}")
+        self.old = old
+        self.new = new
+
+
+def check_transition(old: State, new: State) -> None:
+    if not old.can_become(new):
+        raise InvalidTransition(old, new)
