@@ -52,27 +52,28 @@ class RequestOptions:
 OPTION_NAMES = tuple(f.name for f in fields(RequestOptions))
 
 
-def _in_range(value: int, bounds: tuple[int, int]) -> bool:
-    return bounds[0] <= value <= bounds[1]
+def _check_header(name: str, value: str) -> str | None:
+    if len(value) > HEADER_MAX or not HEADER_PATTERN.fullmatch(value):
+        return f"{name} must be at most {HEADER_MAX} ASCII characters"
+    return None
+
+
+def _check_whole_number(name: str, value: object, bounds: tuple[int, int]) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not bounds[0] <= value <= bounds[1]:
+        return f"{name} must be a whole number from {bounds[0]} to {bounds[1]}"
+    return None
 
 
 def _check_option(name: str, value: object) -> str | None:
     if value is None:
         return None
     if name in ("content_type", "accept"):
-        assert isinstance(value, str)
-        if len(value) > HEADER_MAX or not HEADER_PATTERN.fullmatch(value):
-            return f"{name} must be at most {HEADER_MAX} ASCII characters"
-    elif name == "custom_attributes":
-        assert isinstance(value, str)
-        return check_custom_attributes(value)
-    elif name == "request_ttl_seconds":
-        if not isinstance(value, int) or not _in_range(value, REQUEST_TTL_RANGE):
-            return "request_ttl_seconds must be a whole number from 60 to 21600"
-    elif name == "invocation_timeout_seconds":
-        if not isinstance(value, int) or not _in_range(value, INVOCATION_TIMEOUT_RANGE):
-            return "invocation_timeout_seconds must be a whole number from 1 to 3600"
-    return None
+        return _check_header(name, str(value))
+    if name == "custom_attributes":
+        return check_custom_attributes(str(value))
+    if name == "request_ttl_seconds":
+        return _check_whole_number(name, value, REQUEST_TTL_RANGE)
+    return _check_whole_number(name, value, INVOCATION_TIMEOUT_RANGE)
 
 
 def check_custom_attributes(value: str) -> str | None:
@@ -107,9 +108,8 @@ def check_input_location(value: str) -> str | None:
 
 
 def check_output_path_extension(value: str) -> str | None:
-    if not 1 <= len(value) <= OUTPUT_PATH_EXTENSION_MAX or not OUTPUT_PATH_EXTENSION_PATTERN.fullmatch(
-        value
-    ):
+    pattern = OUTPUT_PATH_EXTENSION_PATTERN
+    if not 1 <= len(value) <= OUTPUT_PATH_EXTENSION_MAX or not pattern.fullmatch(value):
         return (
             "output path extension must be 1-512 characters of a-z A-Z 0-9 ! _ . * ' ( ) / - "
             "and not start with s3: or https:"

@@ -7,10 +7,10 @@ deterministic output location before it sends it again.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class State(str, Enum):
+class State(StrEnum):
     PENDING = "pending"
     SUBMITTING = "submitting"
     SUBMITTED = "submitted"
@@ -18,9 +18,6 @@ class State(str, Enum):
     FAILED = "failed"
     EXPIRED = "expired"
     REJECTED = "rejected"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def is_final(self) -> bool:

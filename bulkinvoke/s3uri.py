@@ -1,0 +1,40 @@
+"""S3 locations as the endpoint reports them: ``s3://bucket/key`` (or an https:// S3 URL)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+from urllib.parse import unquote, urlsplit
+
+
+class S3Location(NamedTuple):
+    bucket: str
+    key: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def directory(self) -> str:
+        """The key prefix up to and including the last ``/`` (empty at the bucket's top)."""
+        slash = self.key.rfind("/")
+        return self.key[: slash + 1]
+
+
+def parse_s3_uri(uri: str) -> S3Location:
+    """``s3://b/k`` -> (b, k); virtual-hosted and path-style https:// URLs are understood too."""
+    if uri.startswith("s3://"):
+        bucket, _, key = uri[5:].partition("/")
+        if not bucket:
+            raise ValueError(f"not an S3 URI: {uri!r}")
+        return S3Location(bucket, key)
+    if uri.startswith("https://"):
+        parts = urlsplit(uri)
+        host = parts.hostname or ""
+        path = unquote(parts.path.lstrip("/"))
+        if ".s3." in host or host.startswith("s3."):
+            if host.startswith("s3.") or host.startswith("s3-"):
+                bucket, _, key = path.partition("/")
+                return S3Location(bucket, key)
+            return S3Location(host.split(".s3.", 1)[0], path)
+    raise ValueError(f"not an S3 URI: {uri!r}")
