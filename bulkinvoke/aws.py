@@ -1,0 +1,96 @@
+"""boto3 sessions and clients, configured the way a bulk run needs them.
+
+Standard AWS configuration applies unchanged: the default credential chain, ``--profile``,
+``--region`` and the ``AWS_ENDPOINT_URL_*`` variables that botocore reads itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class AwsConfigError(Exception):
+    """The AWS configuration cannot work (no region, unknown profile): a usage error."""
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    region: str | None = None
+    profile: str | None = None
+    # For sagemaker-runtime; S3 follows AWS_ENDPOINT_URL_S3 unless s3_endpoint_url is given.
+    endpoint_url: str | None = None
+    s3_endpoint_url: str | None = None
+    expected_bucket_owner: str | None = None
+    # Only the embedded local emulator sets these: it accepts any key, and a user's real
+    # credentials must never be sent to it.
+    static_credentials: tuple[str, str] | None = None
+
+    def to_config(self) -> dict[str, Any]:
+        """What run.json keeps: where to connect, never any credential."""
+        return {
+            "region": self.region,
+            "profile": self.profile,
+            "endpoint_url": self.endpoint_url,
+            "s3_endpoint_url": self.s3_endpoint_url,
+            "expected_bucket_owner": self.expected_bucket_owner,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> AwsSettings:
+        return cls(**{k: config.get(k) for k in cls().to_config()})
+
+
+@dataclass(frozen=True)
+class Clients:
+    sagemaker_runtime: Any
+    s3: Any
+    region: str
+
+
+def make_clients(settings: AwsSettings, *, max_connections: int = 10) -> Clients:
+    import boto3
+    import botocore.exceptions
+    from botocore.config import Config
+
+    try:
+        if settings.static_credentials:
+            key, secret = settings.static_credentials
+            session = boto3.Session(
+                aws_access_key_id=key,
+                aws_secret_access_key=secret,
+                region_name=settings.region or "us-east-1",
+            )
+        else:
+            session = boto3.Session(profile_name=settings.profile, region_name=settings.region)
+    except botocore.exceptions.ProfileNotFound as error:
+        raise AwsConfigError(str(error)) from error
+    region = session.region_name
+    if not region:
+        raise AwsConfigError(
+            "no AWS region is configured: pass --region, set AWS_REGION, or use a profile with one"
+        )
+    runtime_config = Config(
+        # bulkinvoke's retry policy is the only retry layer, so that throttles reach the
+        # adaptive rate limiter and every retry is counted.
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        max_pool_connections=max_connections,
+        # Every value was checked against the service model when the manifest was read;
+        # validating again on each call costs client CPU for nothing.
+        parameter_validation=False,
+        connect_timeout=10,
+        read_timeout=60,
+        tcp_keepalive=True,
+    )
+    s3_config = Config(
+        retries={"max_attempts": 8, "mode": "standard"},
+        max_pool_connections=max_connections,
+        tcp_keepalive=True,
+    )
+    return Clients(
+        sagemaker_runtime=session.client(
+            "sagemaker-runtime", endpoint_url=settings.endpoint_url, config=runtime_config
+        ),
+        s3=session.client("s3", endpoint_url=settings.s3_endpoint_url, config=s3_config),
+        region=region,
+    )

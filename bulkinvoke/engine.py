@@ -1,0 +1,390 @@
+"""The submit-and-collect loop of one run.
+
+One thread (the caller's) owns the ledger and every piece of run state; calls run on a pool of
+``concurrency`` threads and sweeps of S3 on one more, and both hand their results back through a
+queue. So the ledger has a single writer and no lock, and the order of the ledger is the order in
+which this thread learned things.
+
+Durability rules, in the spirit of an idempotency record:
+
+* an attempt's ``submitting`` event is durable before its call is sent: intents are written for
+  a chunk of attempts ahead of the calls, so one fsync covers many calls;
+* a call's result is recorded, and counted, only when the thread applies it; results are flushed
+  within ``flush_interval`` seconds, which bounds what a kill -9 can forget.
+
+On resume, an attempt left ``submitting`` is in doubt: if its deterministic output location
+already holds an object it is finished, else it is sent again with the same inference ID.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import Enum
+
+from bulkinvoke.collector import Collector, Finding, SweepSchedule, Watch
+from bulkinvoke.events import NoticeLevel, Progress, Subscribers
+from bulkinvoke.invoker import Call, CallResult, Invoker
+from bulkinvoke.ledger import Event, Ledger
+from bulkinvoke.limiter import RateLimiter
+from bulkinvoke.states import State
+
+
+class Outcome(Enum):
+    COMPLETE = "complete"  # every item reached a final state
+    ACCEPTED = "accepted"  # --no-wait: every item was sent; results still to come
+    INCOMPLETE = "incomplete"  # --timeout ran out first
+    STOPPED = "stopped"  # a systemic error or the failure threshold
+    INTERRUPTED = "interrupted"  # Ctrl-C
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    concurrency: int = 16
+    max_in_flight: int | None = None
+    wait: bool = True
+    deadline: float | None = None  # time.monotonic() value at which to give up waiting
+    max_failures: int | None = None
+    flush_interval: float = 0.1
+    progress_interval: float = 0.5
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    outcome: Outcome
+    counts: dict[State, int]
+    stop_reason: str | None = None
+    submitted: int = 0
+    s3_requests: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Sweep:
+    findings: list[Finding]
+    requests: int
+
+
+_FAILURE_STATES = (State.FAILED, State.EXPIRED, State.REJECTED)
+
+
+class Engine:
+    def __init__(
+        self,
+        ledger: Ledger,
+        invoker: Invoker,
+        collector: Collector,
+        limiter: RateLimiter,
+        settings: EngineSettings,
+        *,
+        work: list[Call],
+        in_doubt: set[tuple[int, int]],
+        watches: list[Watch],
+        counts: dict[State, int],
+        expected_result_by: Callable[[Call, float], float],
+        subscribers: Subscribers | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ledger = ledger
+        self._invoker = invoker
+        self._collector = collector
+        self._limiter = limiter
+        self._settings = settings
+        self._work: deque[Call] = deque(work)
+        self._ready: deque[Call] = deque()
+        self._in_doubt = in_doubt
+        self._watches: dict[tuple[int, int], Watch] = {(w.row, w.attempt): w for w in watches}
+        self._counts: Counter[State] = Counter(counts)
+        self._total = sum(counts.values())
+        self._expected_result_by = expected_result_by
+        self._subscribers = subscribers or Subscribers()
+        self._clock = clock
+        self._monotonic = monotonic
+        self._results: queue.SimpleQueue[CallResult | _Sweep] = queue.SimpleQueue()
+        self._calls_in_progress = 0
+        self._sweeping = False
+        self._schedule = SweepSchedule(clock=monotonic)
+        self._stop_reason: str | None = None
+        self._submitted = 0
+        self._retries = 0
+        self._throttles = 0
+        self._started = monotonic()
+        self._last_flush = self._started
+        self._last_progress = 0.0
+        self._chunk = max(2 * settings.concurrency, 32)
+        if limiter.max_rate is not None:
+            self._chunk = min(self._chunk, max(int(limiter.max_rate / 4), 8))
+        self._chunk = min(self._chunk, 1000)
+
+    def run(self) -> EngineResult:
+        calls = ThreadPoolExecutor(self._settings.concurrency, thread_name_prefix="invoke")
+        sweeps = ThreadPoolExecutor(1, thread_name_prefix="collect")
+        outcome = Outcome.INTERRUPTED
+        try:
+            outcome = self._loop(calls, sweeps)
+        finally:
+            # Also on Ctrl-C: let the calls already sent finish, so their results are recorded
+            # rather than left in doubt.
+            self._stop_reason = self._stop_reason or "interrupted"
+            self._drain_calls()
+            calls.shutdown(wait=False, cancel_futures=True)
+            sweeps.shutdown(wait=False, cancel_futures=True)
+            self._ledger.flush()
+            self._publish_progress(force=True)
+        return EngineResult(
+            outcome,
+            dict(self._counts),
+            stop_reason=self._stop_reason if outcome is not Outcome.COMPLETE else None,
+            submitted=self._submitted,
+            s3_requests=self._collector.requests.total,
+        )
+
+    def _loop(self, calls: ThreadPoolExecutor, sweeps: ThreadPoolExecutor) -> Outcome:
+        while True:
+            wake_in = self._dispatch(calls)
+            if self._needs_results():
+                if not self._sweeping and self._schedule.due():
+                    self._start_sweep(sweeps)
+                wake_in = min(wake_in, self._schedule.seconds_until_due())
+            self._apply_results(timeout=min(max(wake_in, 0.001), 0.1))
+            self._flush_if_due()
+            self._publish_progress()
+            outcome = self._finished()
+            if outcome is not None:
+                return outcome
+
+    def _finished(self) -> Outcome | None:
+        if self._stop_reason is not None:
+            return Outcome.STOPPED if self._calls_in_progress == 0 else None
+        if self._work or self._ready or self._calls_in_progress:
+            if self._deadline_passed():
+                self._stop_reason = "timed out before every item was sent"
+                return Outcome.INCOMPLETE if self._calls_in_progress == 0 else None
+            return None
+        if not self._watches:
+            return Outcome.COMPLETE
+        if not self._settings.wait:
+            return Outcome.ACCEPTED
+        if self._deadline_passed():
+            self._stop_reason = "timed out waiting for results"
+            return Outcome.INCOMPLETE
+        return None
+
+    def _deadline_passed(self) -> bool:
+        deadline = self._settings.deadline
+        return deadline is not None and self._monotonic() >= deadline
+
+    def _needs_results(self) -> bool:
+        if not self._watches:
+            return False
+        cap = self._settings.max_in_flight
+        return self._settings.wait or (cap is not None and len(self._watches) >= cap // 2)
+
+    # -- submitting ------------------------------------------------------------------------
+
+    def _dispatch(self, calls: ThreadPoolExecutor) -> float:
+        """Send what the limits allow; return how long until the rate limiter allows more."""
+        while self._may_send_more():
+            if not self._ready and not self._reserve():
+                break
+            wait = self._limiter.try_acquire()
+            if wait > 0:
+                return wait
+            call = self._ready.popleft()
+            self._calls_in_progress += 1
+            calls.submit(self._send, call)
+        return 0.1
+
+    def _may_send_more(self) -> bool:
+        if self._stop_reason is not None or self._deadline_passed():
+            return False
+        if not (self._work or self._ready):
+            return False
+        if self._calls_in_progress >= self._settings.concurrency:
+            return False
+        cap = self._settings.max_in_flight
+        return cap is None or self._calls_in_progress + len(self._watches) < cap
+
+    def _reserve(self) -> bool:
+        """Make the intent to send the next chunk of attempts durable before any is sent."""
+        now = self._clock()
+        fresh = 0
+        for _ in range(min(self._chunk, len(self._work))):
+            call = self._work.popleft()
+            self._ledger.record(
+                Event(call.row, call.attempt, State.SUBMITTING, now, inference_id=call.inference_id)
+            )
+            self._ready.append(call)
+            # Work that was in doubt is counted as submitting already.
+            fresh += (call.row, call.attempt) not in self._in_doubt
+        self._move_counts(State.PENDING, State.SUBMITTING, fresh)
+        self._flush()
+        return bool(self._ready)
+
+    def _send(self, call: Call) -> None:
+        self._results.put(self._invoker.invoke(call))
+
+    # -- results ---------------------------------------------------------------------------
+
+    def _apply_results(self, timeout: float) -> None:
+        try:
+            result = self._results.get(timeout=timeout)
+        except queue.Empty:
+            return
+        for _ in range(10_000):
+            if isinstance(result, CallResult):
+                self._apply_call(result)
+            else:
+                self._apply_sweep(result)
+            try:
+                result = self._results.get_nowait()
+            except queue.Empty:
+                return
+
+    def _apply_call(self, result: CallResult) -> None:
+        self._calls_in_progress -= 1
+        self._retries += result.retries
+        self._throttles += result.throttles
+        call = result.call
+        if result.stop is not None:
+            if self._stop_reason is None:
+                self._stop_reason = result.stop.describe()
+                self._subscribers.notice(NoticeLevel.ERROR, f"stopping: {self._stop_reason}")
+            return
+        event = Event(
+            call.row,
+            call.attempt,
+            result.state,
+            result.at,
+            error=result.error,
+            retries=result.retries,
+            throttles=result.throttles,
+        )
+        if result.state is State.SUBMITTED:
+            self._submitted += 1
+            event = Event(
+                call.row,
+                call.attempt,
+                State.SUBMITTED,
+                result.at,
+                submitted_at=result.at,
+                output_location=result.output_location,
+                failure_location=result.failure_location,
+                retries=result.retries,
+                throttles=result.throttles,
+            )
+            self._watches[(call.row, call.attempt)] = Watch(
+                call.row,
+                call.attempt,
+                call.inference_id,
+                result.output_location,
+                result.failure_location,
+                result.at,
+                self._expected_result_by(call, result.at),
+            )
+        self._ledger.record(event)
+        self._move_counts(State.SUBMITTING, result.state)
+        if result.state in _FAILURE_STATES:
+            self._check_failure_threshold()
+
+    def _apply_sweep(self, sweep: _Sweep) -> None:
+        self._sweeping = False
+        found = 0
+        for finding in sweep.findings:
+            watch = self._watches.pop((finding.row, finding.attempt), None)
+            if watch is None:
+                continue
+            found += finding.state is not State.EXPIRED
+            self._ledger.record(
+                Event(
+                    finding.row,
+                    finding.attempt,
+                    finding.state,
+                    self._clock(),
+                    completed_at=finding.completed_at,
+                    output_bytes=finding.output_bytes,
+                    error=finding.error,
+                )
+            )
+            self._move_counts(State.SUBMITTED, finding.state)
+            if finding.state in _FAILURE_STATES:
+                self._check_failure_threshold()
+        self._schedule.swept(found, sweep.requests)
+
+    def _start_sweep(self, sweeps: ThreadPoolExecutor) -> None:
+        self._sweeping = True
+        snapshot = list(self._watches.values())
+
+        def sweep() -> None:
+            before = self._collector.requests.total
+            try:
+                findings = self._collector.sweep(snapshot)
+            except Exception as error:  # noqa: BLE001 - S3 trouble must not end the run
+                self._subscribers.notice(NoticeLevel.WARNING, f"collecting results: {error}")
+                findings = []
+            self._results.put(_Sweep(findings, self._collector.requests.total - before))
+
+        sweeps.submit(sweep)
+
+    def _check_failure_threshold(self) -> None:
+        limit = self._settings.max_failures
+        if limit is None or self._stop_reason is not None:
+            return
+        failures = sum(self._counts[state] for state in _FAILURE_STATES)
+        if failures > limit:
+            self._stop_reason = f"{failures} items failed, more than --max-failures allows"
+            self._subscribers.notice(NoticeLevel.ERROR, f"stopping: {self._stop_reason}")
+
+    def _drain_calls(self) -> None:
+        deadline = self._monotonic() + 30
+        while self._calls_in_progress and self._monotonic() < deadline:
+            try:
+                result = self._results.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if isinstance(result, CallResult):
+                self._apply_call(result)
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    def _move_counts(self, old: State, new: State, n: int = 1) -> None:
+        self._counts[old] -= n
+        self._counts[new] += n
+
+    def _flush(self) -> None:
+        self._ledger.flush()
+        self._ledger.maybe_compact()
+        self._last_flush = self._monotonic()
+
+    def _flush_if_due(self) -> None:
+        if self._ledger.pending_events and (
+            self._monotonic() - self._last_flush >= self._settings.flush_interval
+        ):
+            self._flush()
+
+    def _publish_progress(self, *, force: bool = False) -> None:
+        now = self._monotonic()
+        if not force and now - self._last_progress < self._settings.progress_interval:
+            return
+        self._last_progress = now
+        elapsed = now - self._started
+        rate = self._submitted / elapsed if elapsed > 0 else 0.0
+        left = len(self._work) + len(self._ready)
+        self._subscribers.progress(
+            Progress(
+                total=self._total,
+                counts={state: n for state, n in self._counts.items() if n},
+                calls_in_progress=self._calls_in_progress,
+                awaiting_results=len(self._watches),
+                submit_rate=rate,
+                rate_limit=self._limiter.current_rate,
+                throttles=self._throttles,
+                retries=self._retries,
+                elapsed_s=elapsed,
+                eta_s=left / rate if rate > 0 and left else None,
+            )
+        )

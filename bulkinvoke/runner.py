@@ -1,0 +1,360 @@
+"""One entry point for a run: plan it, submit, wait, resume.
+
+``submit`` turns a manifest into a run directory (or continues the one that is there) and hands
+the work to the :class:`~bulkinvoke.engine.Engine`; ``resume`` continues a run from its ledger with
+the options it was started with. Both return a :class:`RunResult`; neither prints anything.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bulkinvoke.aws import AwsSettings, make_clients
+from bulkinvoke.collector import Collector, Watch
+from bulkinvoke.engine import Engine, EngineSettings, Outcome
+from bulkinvoke.events import NoticeLevel, Subscribers
+from bulkinvoke.exit_codes import ExitCode
+from bulkinvoke.invoker import Invoker
+from bulkinvoke.ledger import Event, Ledger
+from bulkinvoke.limiter import RateLimiter
+from bulkinvoke.manifest import Manifest, problems_table, read_manifest
+from bulkinvoke.options import RequestOptions
+from bulkinvoke.plan import CallFactory, RunState, load_run_state
+from bulkinvoke.retry import RetryPolicy
+from bulkinvoke.states import State
+
+RUNS_ROOT = Path("bulkinvoke-runs")
+CONFIG_VERSION = 1
+
+
+class RunError(Exception):
+    """A run cannot start as asked (a usage error: nothing was sent)."""
+
+
+class InvalidManifest(RunError):
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        n = len(manifest.problems)
+        super().__init__(f"{manifest.source}: {n} invalid row{'s' * (n != 1)}; nothing was sent")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the user chose for a run; kept in run.json so resume and retry use the same."""
+
+    endpoint: str
+    request: RequestOptions = field(default_factory=RequestOptions)
+    output_path_extension: str | None = None
+    id_namespace: str = ""
+    rate: float | None = None
+    concurrency: int = 16
+    max_in_flight: int | None = None
+    max_failures: str | None = None
+    expire_after: float | None = None
+    aws: AwsSettings = field(default_factory=AwsSettings)
+
+    def to_config(self) -> dict[str, Any]:
+        config = asdict(self)
+        config["aws"] = self.aws.to_config()
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> RunOptions:
+        values = dict(config)
+        values["request"] = RequestOptions(**values["request"])
+        values["aws"] = AwsSettings.from_config(values["aws"])
+        return cls(**values)
+
+
+# Changing these would change what an attempt sends, so a continued run must keep them.
+_FIXED_OPTIONS = ("endpoint", "request", "output_path_extension", "id_namespace")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    outcome: Outcome
+    counts: dict[State, int]
+    total: int
+    elapsed_s: float
+    submitted: int = 0
+    stop_reason: str | None = None
+    duplicates: int = 0
+    s3_requests: int = 0
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.outcome is Outcome.INTERRUPTED:
+            return ExitCode.INTERRUPTED
+        if self.outcome is Outcome.STOPPED:
+            return ExitCode.STOPPED
+        if self.outcome is Outcome.INCOMPLETE:
+            return ExitCode.INCOMPLETE
+        if any(self.counts.get(state) for state in (State.FAILED, State.EXPIRED, State.REJECTED)):
+            return ExitCode.SOME_FAILED
+        return ExitCode.OK
+
+
+@dataclass(frozen=True)
+class DryRun:
+    run_dir: Path
+    total: int
+    already_done: int
+    to_send: int
+    first_ids: list[tuple[str, str]]
+    estimated_s: float | None
+    duplicates: int
+    invalid: int
+
+
+def default_run_dir(manifest: str, endpoint: str) -> Path:
+    name = manifest.rstrip("/").rsplit("/", 1)[-1] or manifest
+    stem = Path(name).stem if not manifest.startswith("s3://") else name
+    return RUNS_ROOT / re.sub(r"[^A-Za-z0-9._-]+", "_", f"{stem}-{endpoint}")
+
+
+def parse_max_failures(text: str | None, total: int) -> int | None:
+    """``N`` failures, or ``P%`` of the run's items, after which the run stops."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(%?)\s*", text)
+    if match is None:
+        raise RunError(f"--max-failures takes a count or a percentage, not {text!r}")
+    number = float(match.group(1))
+    return int(total * number / 100) if match.group(2) else int(number)
+
+
+def submit(
+    manifest_source: str,
+    options: RunOptions,
+    *,
+    run_dir: Path | None = None,
+    wait: bool = True,
+    timeout: float | None = None,
+    skip_invalid: bool = False,
+    subscribers: Subscribers | None = None,
+) -> RunResult:
+    """Run every row of a manifest through the endpoint, or continue the run already there."""
+    started = time.monotonic()
+    run_dir = run_dir or default_run_dir(manifest_source, options.endpoint)
+    clients = make_clients(options.aws, max_connections=options.concurrency + 4)
+    manifest = _read_valid_manifest(manifest_source, clients.s3, skip_invalid)
+    ledger = _open_or_create(run_dir, manifest, options)
+    with ledger:
+        return _run(ledger, options, clients, started, wait, timeout, subscribers, manifest)
+
+
+def resume(
+    run_dir: Path,
+    *,
+    wait: bool = True,
+    timeout: float | None = None,
+    aws: AwsSettings | None = None,
+    subscribers: Subscribers | None = None,
+) -> RunResult:
+    """Continue a run from its ledger, with the options it was started with."""
+    started = time.monotonic()
+    if not Ledger.exists(run_dir):
+        raise RunError(f"{run_dir} holds no bulkinvoke run")
+    with Ledger.open(run_dir) as ledger:
+        options = RunOptions.from_config(ledger.config["options"])
+        if aws is not None:
+            options = replace(options, aws=aws)
+        clients = make_clients(options.aws, max_connections=options.concurrency + 4)
+        return _run(ledger, options, clients, started, wait, timeout, subscribers, None)
+
+
+def dry_run(
+    manifest_source: str,
+    options: RunOptions,
+    *,
+    run_dir: Path | None = None,
+    skip_invalid: bool = False,
+    s3_client: Any = None,
+) -> DryRun:
+    """What ``submit`` would do, sending nothing and writing nothing."""
+    run_dir = run_dir or default_run_dir(manifest_source, options.endpoint)
+    manifest = _read_valid_manifest(manifest_source, s3_client, skip_invalid)
+    factory = CallFactory(manifest.table, options)
+    done = 0
+    if Ledger.exists(run_dir):
+        with Ledger.open(run_dir, writable=False) as ledger:
+            counts = ledger.counts()
+        done = sum(n for state, n in counts.items() if state.is_final)
+    total = manifest.table.num_rows
+    to_send = max(total - done, 0)
+    first = [(call.input_location, call.inference_id) for call in factory.first_calls(5)]
+    estimate = to_send / options.rate if options.rate else None
+    return DryRun(
+        run_dir,
+        total,
+        done,
+        to_send,
+        first,
+        estimate,
+        len(manifest.duplicates),
+        len(manifest.problems),
+    )
+
+
+def _read_valid_manifest(source: str, s3_client: Any, skip_invalid: bool) -> Manifest:
+    manifest = read_manifest(source, s3_client=s3_client)
+    if manifest.problems and not skip_invalid:
+        raise InvalidManifest(manifest)
+    return manifest
+
+
+def _open_or_create(run_dir: Path, manifest: Manifest, options: RunOptions) -> Ledger:
+    if Ledger.exists(run_dir):
+        ledger = Ledger.open(run_dir)
+        try:
+            _check_same_run(ledger.config, manifest, options)
+            ledger.config["options"] = options.to_config()
+            ledger.save_config(ledger.config)
+        except BaseException:
+            ledger.close()
+            raise
+        return ledger
+    import pyarrow as pa
+
+    plan = manifest.table
+    if manifest.problems:
+        plan = pa.concat_tables([plan, problems_table(manifest.problems)], promote_options="default")
+        plan = plan.sort_by("row")
+    config = {
+        "version": CONFIG_VERSION,
+        "created_at": time.time(),
+        "manifest": {
+            "source": str(manifest.source),
+            "fingerprint": manifest.fingerprint,
+            "rows": manifest.row_count,
+            "items": plan.num_rows,
+            "duplicates": len(manifest.duplicates),
+        },
+        "options": options.to_config(),
+    }
+    ledger = Ledger.create(run_dir, config, plan)
+    now = time.time()
+    ledger.record_many(
+        Event(p.row, 1, State.REJECTED, now, error=p.reason)
+        for p in manifest.problems
+        if p.row is not None
+    )
+    ledger.flush()
+    return ledger
+
+
+def _check_same_run(config: dict[str, Any], manifest: Manifest, options: RunOptions) -> None:
+    saved = config["manifest"]
+    if saved["fingerprint"] != manifest.fingerprint:
+        raise RunError(
+            f"the run in this directory was made from a different manifest "
+            f"({saved['source']}, {saved['fingerprint'][:19]}...); "
+            "use another --run-dir, or `bulkinvoke resume` to continue the existing run"
+        )
+    before = RunOptions.from_config(config["options"])
+    for name in _FIXED_OPTIONS:
+        if getattr(before, name) != getattr(options, name):
+            raise RunError(
+                f"this run was started with a different {name.replace('_', '-')} "
+                f"({getattr(before, name)!r}); a continued run must send the same requests"
+            )
+
+
+def _run(
+    ledger: Ledger,
+    options: RunOptions,
+    clients: Any,
+    started: float,
+    wait: bool,
+    timeout: float | None,
+    subscribers: Subscribers | None,
+    manifest: Manifest | None,
+) -> RunResult:
+    subscribers = subscribers or Subscribers()
+    factory = CallFactory(ledger.plan(), options)
+    collector = Collector(clients.s3, expected_bucket_owner=options.aws.expected_bucket_owner)
+    state: RunState = load_run_state(ledger, factory)
+    if state.in_doubt:
+        _settle_in_doubt(ledger, state, collector, subscribers)
+    limiter = RateLimiter(options.rate)
+    invoker = Invoker(
+        clients.sagemaker_runtime,
+        options.endpoint,
+        limiter=limiter,
+        policy=RetryPolicy(),
+        output_path_extension=options.output_path_extension,
+    )
+    engine = Engine(
+        ledger,
+        invoker,
+        collector,
+        limiter,
+        EngineSettings(
+            concurrency=options.concurrency,
+            max_in_flight=options.max_in_flight,
+            wait=wait,
+            deadline=started + timeout if timeout is not None else None,
+            max_failures=parse_max_failures(options.max_failures, state.total),
+        ),
+        work=state.work,
+        in_doubt={(call.row, call.attempt) for call in state.in_doubt},
+        watches=state.watches,
+        counts=state.counts,
+        expected_result_by=factory.expected_result_by,
+        subscribers=subscribers,
+    )
+    result = engine.run()
+    return RunResult(
+        run_dir=ledger.run_dir,
+        outcome=result.outcome,
+        counts=result.counts,
+        total=state.total,
+        elapsed_s=time.monotonic() - started,
+        submitted=result.submitted,
+        stop_reason=result.stop_reason,
+        duplicates=len(manifest.duplicates) if manifest else 0,
+        s3_requests=result.s3_requests,
+    )
+
+
+def _settle_in_doubt(
+    ledger: Ledger, state: RunState, collector: Collector, subscribers: Subscribers
+) -> None:
+    """Attempts whose call may or may not have been sent: finished ones are not sent again."""
+    watches = [
+        Watch(call.row, call.attempt, call.inference_id, location, None, 0.0, float("inf"))
+        for call in state.in_doubt
+        if (location := state.expected_output(call)) is not None
+    ]
+    locations = {(w.row, w.attempt): w.output_location for w in watches}
+    findings = collector.sweep(watches) if watches else []
+    now = time.time()
+    finished = set()
+    for finding in findings:
+        ledger.record(
+            Event(
+                finding.row,
+                finding.attempt,
+                finding.state,
+                now,
+                completed_at=finding.completed_at,
+                output_bytes=finding.output_bytes,
+                output_location=locations[(finding.row, finding.attempt)],
+            )
+        )
+        state.counts[State.SUBMITTING] -= 1
+        state.counts[finding.state] = state.counts.get(finding.state, 0) + 1
+        finished.add((finding.row, finding.attempt))
+    ledger.flush()
+    resend = [call for call in state.in_doubt if (call.row, call.attempt) not in finished]
+    state.work[:0] = resend
+    state.in_doubt = resend
+    subscribers.notice(
+        NoticeLevel.INFO,
+        f"{len(finished)} in-doubt item(s) already had output; {len(resend)} will be sent again",
+    )
