@@ -1,0 +1,3 @@
+from bulkinvoke.cli import main
+
+main()

@@ -1,0 +1,155 @@
+"""Client-side rate limit: calls paced on a schedule, at a rate that adapts to throttling (AIMD).
+
+The bucket holds one token at most, so calls go out ``1 / rate`` apart: a one-second window holds
+at most ``rate`` calls, the first second and the one after an idle spell included (one more at
+worst when a caller turns up late and the next one on time). ``acquire`` reserves the next slot of
+a schedule kept here and computed from the previous slot, not from "now", so sleep overshoot and
+the time spent making a call do not add up to drift: the long-run rate is the configured one.
+
+The rate starts at ``max_rate``. A throttle cuts it by ``decrease_factor``, or by the gentler
+``NEAR_DECREASE`` when it is within ``NEAR`` of the rate that last throttled (the steady sawtooth
+under a known capacity, rather than a fresh overload), and further throttles are ignored for
+``cooldown`` seconds: they answer calls sent before the cut, and a cut for each would collapse the
+rate. Throttle-free successes raise the rate by ``increase_per_second`` per second, except within
+``NEAR`` of the rate that last throttled, where it creeps up by ``PROBE`` of that rate per second:
+the climb back is quick and the probe past the server's capacity slow, so the rate spends its time
+just under that capacity. ``cooldown`` should be at least the round trip of one call.
+
+Against a server with capacity 50/s and ``max_rate=500``, the simulation in tests/test_limiter.py
+settles within 5 s at 47-50 accepted calls per second, with about 1% of calls throttled or fewer.
+
+The clock and the sleep are injected, as in s3transfer, so the limiter is tested without sleeping.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+
+NEAR = 0.1
+NEAR_DECREASE = 0.85
+PROBE = 0.01
+# Successes after a pause say nothing about the pause: growth counts at most this much of it.
+_MAX_GROWTH_SPAN = 1.0
+
+
+class RateLimiter:
+    """Paces calls at ``current_rate`` per second; ``max_rate=None`` means no limit at all.
+
+    Thread-safe: ``acquire``, ``try_acquire`` and the ``on_*`` feedback may be called from any
+    thread; the lock is never held while sleeping. Without feedback the rate stays at ``max_rate``.
+    """
+
+    def __init__(
+        self,
+        max_rate: float | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        decrease_factor: float = 0.7,
+        cooldown: float = 0.5,
+        min_rate: float | None = None,
+        increase_per_second: float | None = None,
+    ) -> None:
+        if max_rate is not None and not (max_rate > 0 and math.isfinite(max_rate)):
+            raise ValueError(f"the rate must be a positive number of calls per second: {max_rate}")
+        if not 0 < decrease_factor < 1:
+            raise ValueError(f"decrease_factor must be between 0 and 1: {decrease_factor}")
+        if cooldown < 0:
+            raise ValueError(f"cooldown must not be negative: {cooldown}")
+        top = max_rate or 1.0
+        floor = max(1.0, 0.01 * top) if min_rate is None else min_rate
+        increase = max(1.0, 0.05 * top) if increase_per_second is None else increase_per_second
+        if not (floor > 0 and increase > 0):
+            raise ValueError("min_rate and increase_per_second must be positive")
+        self._limited = max_rate is not None
+        self._max = top
+        self._min = min(top, floor)
+        self._increase = increase
+        self._decrease = decrease_factor
+        self._cooldown = cooldown
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._rate = top
+        self._next_slot: float | None = None
+        self._last_throttled_rate: float | None = None
+        self._calm_at = -math.inf
+        self._grown_at = clock()
+
+    @property
+    def max_rate(self) -> float | None:
+        return self._max if self._limited else None
+
+    @property
+    def current_rate(self) -> float | None:
+        return self._rate if self._limited else None
+
+    def acquire(self) -> None:
+        """Block until a call may be made; the slot is reserved before sleeping."""
+        if not self._limited:
+            return
+        with self._lock:
+            wait = self._reserve(self._clock(), wait_allowed=True)
+        if wait > 0:
+            self._sleep(wait)
+
+    def try_acquire(self) -> float:
+        """Take a slot and return 0.0 if one is free now, else the seconds until one is."""
+        if not self._limited:
+            return 0.0
+        with self._lock:
+            return self._reserve(self._clock(), wait_allowed=False)
+
+    def on_throttle(self) -> None:
+        if not self._limited:
+            return
+        with self._lock:
+            now = self._clock()
+            if now < self._calm_at:
+                return
+            factor = NEAR_DECREASE if self._near_last_throttle() else self._decrease
+            self._last_throttled_rate = self._rate
+            self._rate = max(self._min, self._rate * factor)
+            self._calm_at = now + self._cooldown
+            self._grown_at = self._calm_at
+
+    def on_success(self) -> None:
+        if not self._limited:
+            return
+        with self._lock:
+            now = self._clock()
+            if now < self._calm_at:
+                return
+            span = min(now - self._grown_at, _MAX_GROWTH_SPAN)
+            self._grown_at = now
+            if span > 0:
+                self._rate = min(self._max, self._grown(span))
+
+    def _near_last_throttle(self) -> bool:
+        last = self._last_throttled_rate
+        return last is not None and (1 - NEAR) * last <= self._rate <= (1 + NEAR) * last
+
+    def _grown(self, span: float) -> float:
+        last = self._last_throttled_rate
+        if last is None or self._rate > (1 + NEAR) * last:
+            return self._rate + self._increase * span
+        if self._near_last_throttle():
+            return self._rate + min(self._increase, PROBE * last) * span
+        # At low rates one success can stand for a long span: stop at the band, do not jump it.
+        return min(self._rate + self._increase * span, (1 - NEAR) * last)
+
+    def _reserve(self, now: float, *, wait_allowed: bool) -> float:
+        interval = 1.0 / self._rate
+        slot = self._next_slot
+        # A caller up to one interval late keeps its place on the schedule (that is sleep
+        # overshoot, and starting over would lose the time); a later one was idle and gets no
+        # saved-up credit, which is what keeps bursts out.
+        if slot is None or now > slot + interval:
+            slot = now
+        wait = max(0.0, slot - now)
+        if wait == 0.0 or wait_allowed:
+            self._next_slot = slot + interval
+        return wait
