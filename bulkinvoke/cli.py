@@ -120,16 +120,22 @@ def _render_dry_run(plan: DryRun, as_json: bool) -> None:
 @app.command(epilog=EXIT_CODES_HELP)
 def submit(
     manifest: Annotated[
-        str, typer.Argument(help="CSV/TSV, text, JSON Lines, Parquet or ManifestFile JSON, "
-                            "or an s3://bucket/prefix/ to take every object under it.")
+        str,
+        typer.Argument(
+            help="CSV/TSV, text, JSON Lines, Parquet or ManifestFile JSON, "
+            "or an s3://bucket/prefix/ to take every object under it."
+        ),
     ],
     endpoint: Annotated[str, typer.Option(help="Name of the async inference endpoint.")],
     run_dir: Annotated[
         Path | None,
-        typer.Option(help="Where the ledger lives [default: bulkinvoke-runs/<manifest>-<endpoint>]."),
+        typer.Option(
+            help="Where the ledger lives [default: bulkinvoke-runs/<manifest>-<endpoint>]."
+        ),
     ] = None,
     rate: Annotated[
-        float | None, typer.Option(min=0.001, help="Most calls per second (adapts down on throttling).")
+        float | None,
+        typer.Option(min=0.001, help="Most calls per second (adapts down on throttling)."),
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Most calls in progress at once.")] = 16,
     max_in_flight: Annotated[
@@ -169,16 +175,20 @@ def submit(
     expire_after: Annotated[
         float | None,
         typer.Option(
-            min=1, help="Seconds after acceptance with no result before an item is expired "
-            "[default: its TTL + invocation timeout + 300]."
+            min=1,
+            help="Seconds after acceptance with no result before an item is expired "
+            "[default: its TTL + invocation timeout + 300].",
         ),
     ] = None,
     local: Annotated[
         bool, typer.Option(help="Use the embedded local emulator: no AWS account needed.")
     ] = False,
     local_inputs: Annotated[
-        Path | None, typer.Option(help="With --local: folder of input files to upload "
-                                  "[default: <manifest stem>-inputs/ beside the manifest].")
+        Path | None,
+        typer.Option(
+            help="With --local: folder of input files to upload "
+            "[default: <manifest stem>-inputs/ beside the manifest]."
+        ),
     ] = None,
     region: Annotated[str | None, typer.Option(help="AWS region.")] = None,
     profile: Annotated[str | None, typer.Option(help="AWS profile.")] = None,
@@ -231,8 +241,9 @@ def submit(
         if dry_run:
             from bulkinvoke.runner import dry_run as plan_run
 
-            _render_dry_run(plan_run(manifest, options, run_dir=run_dir,
-                                     skip_invalid=skip_invalid), as_json)
+            _render_dry_run(
+                plan_run(manifest, options, run_dir=run_dir, skip_invalid=skip_invalid), as_json
+            )
             return
         from bulkinvoke.runner import submit as submit_run
 
@@ -281,8 +292,13 @@ def resume(
     _render_result(result, as_json)
 
 
-def _aws_overrides(run_dir: Path, region: str | None, profile: str | None,
-                   endpoint_url: str | None, s3_endpoint_url: str | None):  # noqa: ANN202
+def _aws_overrides(
+    run_dir: Path,
+    region: str | None,
+    profile: str | None,
+    endpoint_url: str | None,
+    s3_endpoint_url: str | None,
+):
     from dataclasses import replace
 
     from bulkinvoke.aws import AwsSettings
@@ -292,8 +308,12 @@ def _aws_overrides(run_dir: Path, region: str | None, profile: str | None,
         return None
     with Ledger.open(run_dir, writable=False) as ledger:
         saved = AwsSettings.from_config(ledger.config["options"]["aws"])
-    changes = {"region": region, "profile": profile, "endpoint_url": endpoint_url,
-               "s3_endpoint_url": s3_endpoint_url}
+    changes = {
+        "region": region,
+        "profile": profile,
+        "endpoint_url": endpoint_url,
+        "s3_endpoint_url": s3_endpoint_url,
+    }
     return replace(saved, **{k: v for k, v in changes.items() if v is not None})
 
 

@@ -110,6 +110,8 @@ class Engine:
         self._schedule = SweepSchedule(clock=monotonic)
         self._stop_reason: str | None = None
         self._submitted = 0
+        self._failures_in_a_row = 0
+        self._failure_streak_limit = max(2 * settings.concurrency, 20)
         self._retries = 0
         self._throttles = 0
         self._started = monotonic()
@@ -288,8 +290,23 @@ class Engine:
             )
         self._ledger.record(event)
         self._move_counts(State.SUBMITTING, result.state)
+        self._check_endpoint_health(result)
         if result.state in _FAILURE_STATES:
             self._check_failure_threshold()
+
+    def _check_endpoint_health(self, result: CallResult) -> None:
+        # A dead network or a wrong region makes every call exhaust its retries: after a long
+        # enough streak, stop (resumably) rather than mark a million items failed.
+        if result.state is not State.FAILED:
+            self._failures_in_a_row = 0
+            return
+        self._failures_in_a_row += 1
+        if self._failures_in_a_row >= self._failure_streak_limit and self._stop_reason is None:
+            self._stop_reason = (
+                f"{self._failures_in_a_row} calls in a row failed after every retry "
+                f"(last: {result.error})"
+            )
+            self._subscribers.notice(NoticeLevel.ERROR, f"stopping: {self._stop_reason}")
 
     def _apply_sweep(self, sweep: _Sweep) -> None:
         self._sweeping = False
@@ -323,7 +340,7 @@ class Engine:
             before = self._collector.requests.total
             try:
                 findings = self._collector.sweep(snapshot)
-            except Exception as error:  # noqa: BLE001 - S3 trouble must not end the run
+            except Exception as error:
                 self._subscribers.notice(NoticeLevel.WARNING, f"collecting results: {error}")
                 findings = []
             self._results.put(_Sweep(findings, self._collector.requests.total - before))

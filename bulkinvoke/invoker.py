@@ -118,23 +118,19 @@ class Invoker:
                 rng=self._rng,
                 on_retry=before_retry,
             )
-        except Rejected as rejected:
-            return CallResult(
-                call, State.REJECTED, self._clock(), error=rejected.error_class.describe()
-            )
-        except GaveUp as gave_up:
-            if gave_up.error_class.kind is ErrorKind.THROTTLED:
+        except RunStopped as stopped:
+            return CallResult(call, State.SUBMITTING, self._clock(), stop=stopped.error_class)
+        except (Rejected, GaveUp) as failed:
+            if failed.error_class.kind is ErrorKind.THROTTLED:
                 self._limiter.on_throttle()
             return CallResult(
                 call,
-                State.FAILED,
+                State.REJECTED if isinstance(failed, Rejected) else State.FAILED,
                 self._clock(),
-                error=gave_up.error_class.describe(),
-                retries=gave_up.retries,
-                throttles=gave_up.throttles,
+                error=str(failed),
+                retries=failed.retries,
+                throttles=failed.throttles,
             )
-        except RunStopped as stopped:
-            return CallResult(call, State.SUBMITTING, self._clock(), stop=stopped.error_class)
         self._limiter.on_success()
         return CallResult(
             call,

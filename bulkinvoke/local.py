@@ -8,7 +8,7 @@ point the run at it. Everything it holds ends with the process.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,5 @@ def upload_inputs(s3: Any, locations: list[str], inputs_dir: Path) -> int:
 
 
 def _ensure_bucket(s3: Any, bucket: str) -> None:
-    try:
+    with suppress(s3.exceptions.BucketAlreadyOwnedByYou):
         s3.create_bucket(Bucket=bucket)
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass

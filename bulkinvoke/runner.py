@@ -223,7 +223,9 @@ def _open_or_create(run_dir: Path, manifest: Manifest, options: RunOptions) -> L
 
     plan = manifest.table
     if manifest.problems:
-        plan = pa.concat_tables([plan, problems_table(manifest.problems)], promote_options="default")
+        plan = pa.concat_tables(
+            [plan, problems_table(manifest.problems)], promote_options="default"
+        )
         plan = plan.sort_by("row")
     config = {
         "version": CONFIG_VERSION,

@@ -1,0 +1,127 @@
+"""The whole path through real HTTP on loopback: manifest -> endpoint -> S3 -> ledger -> summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bulkinvoke.emulator import LocalStack
+from bulkinvoke.ids import inference_id, output_filename
+from bulkinvoke.ledger import read_ledger
+
+from .conftest import OUTPUT_BUCKET, make_dataset, run_cli
+
+
+def test_submit_waits_for_every_output_and_exports(
+    emulator: LocalStack, s3: Any, tmp_path: Path
+) -> None:
+    data = make_dataset(s3, tmp_path, 40)
+    run_dir = tmp_path / "run"
+    done = run_cli(
+        emulator, "submit", str(data.manifest), "--endpoint", "demo",
+        "--run-dir", str(run_dir), "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["counts"]["succeeded"] == 40
+    assert summary["outcome"] == "complete"
+
+    table = read_ledger(run_dir)
+    assert list(table.columns[:11]) == [
+        "row", "input_location", "inference_id", "state", "attempts", "output_location",
+        "failure_location", "error", "submitted_at", "completed_at", "latency_s",
+    ]
+    assert table["row"].tolist() == list(range(1, 41))
+    assert (table["state"] == "succeeded").all()
+    assert (table["latency_s"] >= 0).all()
+    first = table.iloc[0]
+    assert first["inference_id"] == inference_id("", "demo", data.locations[0], 1)
+    assert first["output_location"] == (
+        f"s3://{OUTPUT_BUCKET}/out/{output_filename(first['inference_id'])}"
+    )
+    body = s3.get_object(Bucket=OUTPUT_BUCKET, Key=f"out/{output_filename(first['inference_id'])}")
+    assert body["Body"].read()
+
+    exported = tmp_path / "results.csv"
+    done = run_cli(emulator, "export", str(run_dir), "-o", str(exported))
+    assert done.returncode == 0, done.stderr
+    assert len(pd.read_csv(exported)) == 40
+
+    again = run_cli(emulator, "submit", str(data.manifest), "--endpoint", "demo",
+                    "--run-dir", str(run_dir), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["submitted_this_session"] == 0
+
+
+def test_failures_and_missing_inputs_exit_1(
+    emulator: LocalStack, s3: Any, tmp_path: Path
+) -> None:
+    data = make_dataset(s3, tmp_path, 12, missing=3)
+    run_dir = tmp_path / "run"
+    done = run_cli(emulator, "submit", str(data.manifest), "--endpoint", "demo",
+                   "--run-dir", str(run_dir), "--json")
+    assert done.returncode == 1, done.stderr
+    counts = json.loads(done.stdout)["counts"]
+    assert counts == {**counts, "succeeded": 9, "failed": 3}
+    table = read_ledger(run_dir)
+    failed = table[table["state"] == "failed"]
+    assert failed["error"].str.len().min() > 0
+    assert failed["failure_location"].notna().all()
+
+
+def test_status_counts_from_the_ledger(emulator: LocalStack, s3: Any, tmp_path: Path) -> None:
+    data = make_dataset(s3, tmp_path, 5)
+    run_dir = tmp_path / "run"
+    assert run_cli(emulator, "submit", str(data.manifest), "--endpoint", "demo",
+                   "--run-dir", str(run_dir), "--no-wait").returncode == 0
+    done = run_cli(emulator, "status", str(run_dir), "--json")
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert status["items"] == 5
+    assert status["counts"]["submitted"] + status["counts"]["succeeded"] == 5
+
+
+def test_unknown_endpoint_stops_the_run_at_once(
+    emulator: LocalStack, s3: Any, tmp_path: Path
+) -> None:
+    data = make_dataset(s3, tmp_path, 200)
+    run_dir = tmp_path / "run"
+    done = run_cli(emulator, "submit", str(data.manifest), "--endpoint", "no-such-endpoint",
+                   "--run-dir", str(run_dir), "--json")
+    assert done.returncode == 4, done.stderr
+    summary = json.loads(done.stdout)
+    assert "not found" in summary["stop_reason"]
+    assert summary["counts"]["rejected"] == 0
+    assert summary["counts"]["pending"] > 100
+
+
+def test_invalid_manifest_is_refused_before_anything_is_sent(
+    emulator: LocalStack, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "bad.csv"
+    manifest.write_text("input_location\ns3://inputs/ok.json\nnot-a-uri\ns3://inputs/\n")
+    done = run_cli(emulator, "submit", str(manifest), "--endpoint", "demo",
+                   "--run-dir", str(tmp_path / "run"))
+    assert done.returncode == 2
+    assert "bad.csv:3" in done.stderr and "bad.csv:4" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_throttling_and_503_storms_still_finish(
+    emulator: LocalStack, s3: Any, tmp_path: Path
+) -> None:
+    emulator.configure(capacity_per_second=40, unavailable_probability=0.2,
+                       internal_failure_probability=0.05)
+    data = make_dataset(s3, tmp_path, 150)
+    run_dir = tmp_path / "run"
+    done = run_cli(emulator, "submit", str(data.manifest), "--endpoint", "demo",
+                   "--run-dir", str(run_dir), "--rate", "200", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["counts"]["succeeded"] == 150
+    table = read_ledger(run_dir)
+    assert table["retries"].sum() > 0
+    assert table["throttles"].sum() > 0

@@ -1,0 +1,36 @@
+"""Every command, and every option of every command, explains itself."""
+
+from __future__ import annotations
+
+import click
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from bulkinvoke.cli import app
+
+COMMAND = typer.main.get_command(app)
+assert isinstance(COMMAND, click.Group)
+NAMES = sorted(COMMAND.commands)
+
+
+def test_the_contracted_commands_exist() -> None:
+    assert {"submit", "resume", "status", "export", "emulator"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_command_has_help_text(name: str) -> None:
+    command = COMMAND.commands[name]
+    assert command.help and command.help.strip(), f"{name} has no help text"
+    for parameter in command.params:
+        if isinstance(parameter, click.Option) and parameter.name != "help":
+            assert parameter.help, f"{name} {parameter.opts} has no help text"
+    result = CliRunner().invoke(app, [name, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+
+
+def test_top_level_help_lists_exit_codes() -> None:
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "130" in result.output and "Exit codes" in result.output
