@@ -241,7 +241,7 @@ def _completion_time(watch: Watch, seen: _Seen, now: float) -> float:
 class SweepSchedule:
     """When to sweep next: often while results arrive, backing off while none do.
 
-    After a sweep that found nothing the interval doubles, up to ``max_interval``. After one that
+    After a sweep that found nothing the interval grows by half, up to ``max_interval``. After one that
     found results, the interval is set so that the next sweep is expected to find enough results
     to keep the cost near ``requests_per_result``: a slow trickle of results into a large
     directory is listed rarely, a flood is listed often.
@@ -250,7 +250,7 @@ class SweepSchedule:
     def __init__(
         self,
         *,
-        min_interval: float = 0.5,
+        min_interval: float = 0.25,
         max_interval: float = 30.0,
         requests_per_result: float = 0.02,
         clock: Callable[[], float] = time.monotonic,
@@ -276,6 +276,6 @@ class SweepSchedule:
             wanted = requests / (self.requests_per_result * results_per_second)
             self._interval = min(max(wanted, self.min_interval), self.max_interval)
         else:
-            self._interval = min(self._interval * 2, self.max_interval)
+            self._interval = min(self._interval * 1.5, self.max_interval)
         self._last = now
         self._next = now + self._interval
