@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from bulkinvoke.cli_emulator import emulator_command
+from bulkinvoke.cli_report import report_command
 from bulkinvoke.exit_codes import EXIT_CODES_HELP, ExitCode
 
 if TYPE_CHECKING:
@@ -30,6 +31,9 @@ app = typer.Typer(
 )
 app.command("emulator", help="Serve a local async endpoint plus S3/SNS/SQS on 127.0.0.1.")(
     emulator_command
+)
+app.command("report", help="Report on a run: counts, timings, latency, failures, charts.")(
+    report_command
 )
 out = Console()
 err = Console(stderr=True)
@@ -84,8 +88,11 @@ def _render_result(result: RunResult, as_json: bool) -> NoReturn:
     if as_json:
         out.print_json(json.dumps(summary))
     else:
+        from bulkinvoke.report import build_report
+        from bulkinvoke.report_render import render_text
         from bulkinvoke.summary import render_summary
 
+        render_text(out, build_report(result.run_dir))
         render_summary(out, summary)
     raise typer.Exit(int(result.exit_code))
 

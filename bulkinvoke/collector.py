@@ -241,10 +241,11 @@ def _completion_time(watch: Watch, seen: _Seen, now: float) -> float:
 class SweepSchedule:
     """When to sweep next: often while results arrive, backing off while none do.
 
-    After a sweep that found nothing the interval grows by half, up to ``max_interval``. After one that
-    found results, the interval is set so that the next sweep is expected to find enough results
-    to keep the cost near ``requests_per_result``: a slow trickle of results into a large
-    directory is listed rarely, a flood is listed often.
+    After a sweep that found nothing the interval grows by half, up to ``max_interval``. After
+    one that found results, the next sweep is set for when its cost, spread over the results it
+    is expected to find, comes to about ``requests_per_result``, with ``baseline_requests_per_s``
+    allowed on top so that a small run, where the cost is negligible anyway, is not kept waiting:
+    a slow trickle of results into a large directory is listed rarely, a flood often.
     """
 
     def __init__(
@@ -253,11 +254,13 @@ class SweepSchedule:
         min_interval: float = 0.25,
         max_interval: float = 30.0,
         requests_per_result: float = 0.02,
+        baseline_requests_per_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.min_interval = min_interval
         self.max_interval = max_interval
         self.requests_per_result = requests_per_result
+        self.baseline_requests_per_s = baseline_requests_per_s
         self._clock = clock
         self._interval = min_interval
         self._last = clock()
@@ -273,7 +276,10 @@ class SweepSchedule:
         now = self._clock()
         if found:
             results_per_second = found / max(now - self._last, 1e-3)
-            wanted = requests / (self.requests_per_result * results_per_second)
+            affordable_requests_per_s = (
+                self.requests_per_result * results_per_second + self.baseline_requests_per_s
+            )
+            wanted = requests / affordable_requests_per_s
             self._interval = min(max(wanted, self.min_interval), self.max_interval)
         else:
             self._interval = min(self._interval * 1.5, self.max_interval)

@@ -87,7 +87,7 @@ def _counts_table(counts: dict[str, int], total: int) -> Any:
 
 
 def render_summary(console: Console, summary: dict[str, Any]) -> None:
-    console.print(_counts_table(summary["counts"], summary["items"]))
+    """What this session did; the report printed before it says what the run holds."""
     console.print(
         f"{summary['outcome']}: {summary['items']} items, "
         f"{summary['submitted_this_session']} sent this session in {summary['elapsed_s']:.1f} s"
