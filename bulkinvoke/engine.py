@@ -22,7 +22,7 @@ import queue
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
 
@@ -107,6 +107,7 @@ class Engine:
         self._results: queue.SimpleQueue[CallResult | _Sweep] = queue.SimpleQueue()
         self._calls_in_progress = 0
         self._sweeping = False
+        self._compaction: Future[bool] | None = None
         self._schedule = SweepSchedule(clock=monotonic)
         self._stop_reason: str | None = None
         self._submitted = 0
@@ -125,6 +126,7 @@ class Engine:
     def run(self) -> EngineResult:
         calls = ThreadPoolExecutor(self._settings.concurrency, thread_name_prefix="invoke")
         sweeps = ThreadPoolExecutor(1, thread_name_prefix="collect")
+        self._compactions = ThreadPoolExecutor(1, thread_name_prefix="compact")
         outcome = Outcome.INTERRUPTED
         try:
             outcome = self._loop(calls, sweeps)
@@ -135,6 +137,7 @@ class Engine:
             self._drain_calls()
             calls.shutdown(wait=False, cancel_futures=True)
             sweeps.shutdown(wait=False, cancel_futures=True)
+            self._compactions.shutdown(wait=True)
             self._ledger.flush()
             self._publish_progress(force=True)
         return EngineResult(
@@ -374,8 +377,14 @@ class Engine:
 
     def _flush(self) -> None:
         self._ledger.flush()
-        self._ledger.maybe_compact()
         self._last_flush = self._monotonic()
+        # Compacting a large ledger takes a second or more: off this thread, so sending goes on.
+        if self._compaction is None or self._compaction.done():
+            if self._compaction is not None and self._compaction.exception() is not None:
+                self._subscribers.notice(
+                    NoticeLevel.WARNING, f"compacting the ledger: {self._compaction.exception()}"
+                )
+            self._compaction = self._compactions.submit(self._ledger.maybe_compact)
 
     def _flush_if_due(self) -> None:
         if self._ledger.pending_events and (

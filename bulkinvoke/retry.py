@@ -133,17 +133,22 @@ def _one_line(text: str) -> str:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter, as data; ``attempt_number`` counts tries made."""
+    """Exponential backoff with full jitter, as data; ``attempt_number`` counts tries made.
+
+    Throttling says "slower", not "broken": while the adaptive limiter brings the rate down, a
+    throttled call keeps trying for longer (``max_throttled_attempts``) than one that failed.
+    """
 
     max_attempts: int = 8
+    max_throttled_attempts: int = 30
     base_delay: float = 0.1
     max_delay: float = 20.0
     multiplier: float = 2.0
     jitter: Literal["full", "none"] = "full"
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1: {self.max_attempts}")
+        if not 1 <= self.max_attempts <= self.max_throttled_attempts:
+            raise ValueError("attempts must satisfy 1 <= max_attempts <= max_throttled_attempts")
         if not 0 <= self.base_delay <= self.max_delay:
             raise ValueError("delays must satisfy 0 <= base_delay <= max_delay")
         if self.multiplier < 1:
@@ -166,6 +171,8 @@ class RetryPolicy:
         return rng.uniform(0.0, cap) if self.jitter == "full" else cap
 
     def should_retry(self, error_class: ErrorClass, attempt_number: int) -> bool:
+        if error_class.kind is ErrorKind.THROTTLED:
+            return attempt_number < self.max_throttled_attempts
         return error_class.kind in RETRYABLE and attempt_number < self.max_attempts
 
 

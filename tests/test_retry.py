@@ -266,8 +266,10 @@ def test_the_cap_never_shrinks(policy: RetryPolicy, attempt: int) -> None:
 @given(POLICIES, KINDS, st.integers(min_value=1, max_value=40))
 def test_should_retry(policy: RetryPolicy, kind: ErrorKind, attempt: int) -> None:
     error_class = ErrorClass(kind, "Code", "message")
-    retryable = kind in (ErrorKind.THROTTLED, ErrorKind.TRANSIENT)
-    expected = retryable and attempt < policy.max_attempts
+    if kind is ErrorKind.THROTTLED:
+        expected = attempt < policy.max_throttled_attempts
+    else:
+        expected = kind is ErrorKind.TRANSIENT and attempt < policy.max_attempts
     assert policy.should_retry(error_class, attempt) == expected
 
 
@@ -413,3 +415,12 @@ def test_programming_errors_pass_through_untouched() -> None:
         call_with_retry(script, RetryPolicy(), sleep=lambda _: None, rng=random.Random(0))
     assert raised.value is bug
     assert script.calls == 1
+
+
+def test_throttled_calls_keep_trying_longer_than_failing_ones() -> None:
+    throttled = client_error("ThrottlingException", 400)
+    script = Script(*[throttled] * 10)
+    policy = RetryPolicy(max_attempts=3, max_throttled_attempts=6, base_delay=0.0, max_delay=0.0)
+    with pytest.raises(GaveUp) as raised:
+        call_with_retry(script, policy, sleep=lambda _: None, rng=random.Random(0))
+    assert (raised.value.attempts, raised.value.throttles, script.calls) == (6, 6, 6)

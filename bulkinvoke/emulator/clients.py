@@ -1,0 +1,59 @@
+"""boto3 clients for the emulator's own S3 and SNS calls, one set per thread.
+
+Each thread gets its own session and clients on first use (sessions are not thread-safe, and a
+worker that keeps its client keeps its HTTP connections). Credentials come from the usual
+chain; with none configured, fixed fake ones are used, which moto accepts.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import boto3
+from botocore.client import BaseClient
+from botocore.config import Config
+
+_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 5},
+    max_pool_connections=4,
+    s3={"addressing_style": "path"},
+    # Checksums guard against corruption on the internet; here they only cost worker CPU.
+    request_checksum_calculation="when_required",
+    response_checksum_validation="when_required",
+)
+_FAKE_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+
+
+class Clients:
+    def __init__(self, s3_url: str, sns_url: str | None, region: str) -> None:
+        self.s3_url = s3_url
+        self.sns_url = sns_url
+        self.region = region
+        self._local = threading.local()
+
+    def _session(self) -> boto3.session.Session:
+        session: boto3.session.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = boto3.session.Session(region_name=self.region)
+            if session.get_credentials() is None:
+                session = boto3.session.Session(region_name=self.region, **_FAKE_CREDENTIALS)
+            self._local.session = session
+            self._local.clients = {}
+        return session
+
+    def _client(self, service: str, url: str, region: str) -> BaseClient:
+        session = self._session()
+        clients: dict[tuple[str, str], BaseClient] = self._local.clients
+        client = clients.get((service, region))
+        if client is None:
+            client = session.client(service, endpoint_url=url, region_name=region, config=_CONFIG)
+            clients[(service, region)] = client
+        return client
+
+    def s3(self) -> BaseClient:
+        return self._client("s3", self.s3_url, self.region)
+
+    def sns(self, region: str) -> BaseClient:
+        if self.sns_url is None:
+            raise RuntimeError("no SNS server is configured")
+        return self._client("sns", self.sns_url, region)

@@ -1,0 +1,183 @@
+"""What the emulator serves (endpoints) and how it behaves (latency, capacity, injected faults)."""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
+
+# From botocore's sagemaker-runtime model (shape EndpointName); options.py has no use for it.
+ENDPOINT_NAME_MAX = 63
+ENDPOINT_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
+# From the SageMaker model (AsyncInferenceNotificationConfig.SuccessTopic / ErrorTopic).
+TOPIC_ARN_PATTERN = re.compile(r"arn:aws[a-z\-]*:sns:([a-z0-9\-]*):([0-9]{12}):([a-zA-Z0-9_.-]+)")
+_S3_URI = re.compile(r"s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(.*))?", re.DOTALL)
+
+LatencyKind = Literal["fixed", "uniform", "exponential"]
+MissingInput = Literal["fail", "reject"]
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix/`` -> ``("bucket", "some/prefix")``; ValueError if not S3."""
+    match = _S3_URI.fullmatch(uri)
+    if match is None:
+        raise ValueError(f"{uri!r} is not an s3://bucket[/prefix] URI")
+    return match.group(1), (match.group(2) or "").strip("/")
+
+
+def join_key(*parts: str | None) -> str:
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Processing time of one request, in seconds.
+
+    ``seconds`` is the fixed value, the uniform minimum or the exponential mean; ``max_seconds``
+    is the uniform maximum. The text form (CLI, admin API) is ``0.2``, ``fixed:0.2``,
+    ``uniform:0.1-0.5`` or ``exponential:0.2`` (``exp:`` for short).
+    """
+
+    kind: LatencyKind = "fixed"
+    seconds: float = 0.0
+    max_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("fixed", "uniform", "exponential"):
+            raise ValueError(f"unknown latency kind {self.kind!r}")
+        if self.seconds < 0 or self.max_seconds < 0:
+            raise ValueError("latency cannot be negative")
+        if self.kind == "uniform" and self.max_seconds < self.seconds:
+            raise ValueError("uniform latency needs min <= max")
+
+    @classmethod
+    def parse(cls, text: str) -> Latency:
+        kind, _, value = text.strip().rpartition(":")
+        kind = {"": "fixed", "exp": "exponential"}.get(kind, kind)
+        try:
+            if kind == "uniform":
+                low, _, high = value.partition("-")
+                return cls("uniform", float(low), float(high))
+            if kind in ("fixed", "exponential"):
+                return cls(kind, float(value))
+        except ValueError as exc:
+            raise ValueError(f"bad latency {text!r}: {exc}") from None
+        raise ValueError(f"bad latency {text!r}: use SECONDS, uniform:MIN-MAX or exponential:MEAN")
+
+    def sample(self, rng: random.Random) -> float:
+        if self.kind == "uniform":
+            return rng.uniform(self.seconds, self.max_seconds)
+        if self.kind == "exponential":
+            return rng.expovariate(1.0 / self.seconds) if self.seconds > 0 else 0.0
+        return self.seconds
+
+    def __str__(self) -> str:
+        if self.kind == "uniform":
+            return f"uniform:{self.seconds:g}-{self.max_seconds:g}"
+        return f"{self.kind}:{self.seconds:g}"
+
+
+@dataclass
+class EmulatorConfig:
+    """Behaviour of the async endpoint; every field can also be changed while it runs.
+
+    ``time_scale`` multiplies RequestTTLSeconds and InvocationTimeoutSeconds when a worker checks
+    them: the API will not take a TTL under 60 s, so demos and tests shrink time instead
+    (0.01 turns the 60 s minimum into 0.6 s). It does not touch ``latency``.
+    """
+
+    workers: int = 8
+    latency: Latency = field(default_factory=Latency)
+    capacity_per_second: float | None = None
+    unavailable_probability: float = 0.0
+    internal_failure_probability: float = 0.0
+    model_failure_probability: float = 0.0
+    missing_input: MissingInput = "fail"
+    seed: int | None = None
+    account: str = "123456789012"
+    region: str = "us-east-1"
+    time_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.latency, str):
+            self.latency = Latency.parse(self.latency)
+        problems = self.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def problems(self) -> list[str]:
+        found = []
+        if not isinstance(self.workers, int) or not 1 <= self.workers <= 1024:
+            found.append("workers must be a whole number from 1 to 1024")
+        if self.capacity_per_second is not None and not self.capacity_per_second > 0:
+            found.append("capacity_per_second must be positive (or None for unlimited)")
+        for name in (
+            "unavailable_probability",
+            "internal_failure_probability",
+            "model_failure_probability",
+        ):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                found.append(f"{name} must be between 0 and 1")
+        if self.missing_input not in ("fail", "reject"):
+            found.append("missing_input must be 'fail' or 'reject'")
+        if not re.fullmatch(r"[0-9]{12}", self.account):
+            found.append("account must be 12 digits")
+        if not self.time_scale > 0:
+            found.append("time_scale must be positive")
+        return found
+
+    def with_changes(self, changes: dict[str, Any]) -> EmulatorConfig:
+        """A copy with ``changes`` applied (``latency`` may be given in its text form)."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
+        return replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["latency"] = str(self.latency)
+        return data
+
+
+@dataclass
+class EndpointSpec:
+    """One async endpoint, as its AsyncInferenceConfig would declare it.
+
+    ``handler`` is ``"module:function"`` (see ``handlers.Handler``); None uses the default
+    summary handler.
+    """
+
+    name: str
+    output_path: str
+    failure_path: str | None = None
+    success_topic: str | None = None
+    error_topic: str | None = None
+    handler: str | None = None
+
+    def problems(self) -> list[str]:
+        found = []
+        if len(self.name) > ENDPOINT_NAME_MAX or not ENDPOINT_NAME_PATTERN.fullmatch(self.name):
+            found.append(
+                f"endpoint name {self.name!r} must be 1-{ENDPOINT_NAME_MAX} letters, digits "
+                "and inner hyphens"
+            )
+        for label, uri in (("output_path", self.output_path), ("failure_path", self.failure_path)):
+            if uri is not None:
+                try:
+                    split_s3_uri(uri)
+                except ValueError as exc:
+                    found.append(f"{label}: {exc}")
+        for label, arn in (
+            ("success_topic", self.success_topic),
+            ("error_topic", self.error_topic),
+        ):
+            if arn is not None and not TOPIC_ARN_PATTERN.fullmatch(arn):
+                found.append(f"{label} {arn!r} is not an SNS topic ARN")
+        if self.handler is not None and not re.fullmatch(r"[\w.]+:[\w.]+", self.handler):
+            found.append(f"handler {self.handler!r} must be 'module:function'")
+        return found
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,173 @@
+"""Start and stop everything a run needs on loopback: moto (S3, SNS, SQS) and the endpoints."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from bulkinvoke.emulator.clients import Clients
+from bulkinvoke.emulator.config import EmulatorConfig, EndpointSpec
+from bulkinvoke.emulator.server import EmulatorHTTPServer
+from bulkinvoke.emulator.service import AsyncInferenceService
+
+if TYPE_CHECKING:
+    from bulkinvoke.emulator.motoserver import MotoServer
+
+_READY_TIMEOUT = 10.0
+
+
+class LocalStack:
+    """A running emulator; a context manager that stops it on exit.
+
+    ``sns_url`` and ``sqs_url`` are moto's URL (the same as ``s3_url``) when moto was started
+    here; with an external ``s3_url``, they are the ``sns_url`` given to ``start_local_stack``,
+    or None.
+    """
+
+    def __init__(
+        self,
+        service: AsyncInferenceService,
+        server: EmulatorHTTPServer,
+        moto: MotoServer | None,
+        s3_url: str,
+        sns_url: str | None,
+    ) -> None:
+        self._service = service
+        self._server = server
+        self._moto = moto
+        self._thread = threading.Thread(
+            target=server.serve_forever, args=(0.1,), name="emulator-http", daemon=True
+        )
+        self._thread.start()
+        self.s3_url = s3_url
+        self.sagemaker_url = server.url
+        self.sns_url = sns_url
+        self.sqs_url = sns_url
+        self._stopped = False
+
+    def __enter__(self) -> LocalStack:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def config(self) -> EmulatorConfig:
+        return self._service.config
+
+    def endpoints(self) -> list[EndpointSpec]:
+        return self._service.endpoints()
+
+    def stats(self) -> dict[str, Any]:
+        return self._service.stats()
+
+    def configure(self, **changes: Any) -> None:
+        """Change settings while running (any EmulatorConfig field; latency may be text)."""
+        self._service.configure(**changes)
+
+    def add_endpoint(self, spec: EndpointSpec) -> None:
+        """Declare an endpoint; creates its output/failure buckets and topics if missing."""
+        self._service.add_endpoint(spec)
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until every accepted call has its output or failure; False on timeout."""
+        return self._service.wait_idle(timeout)
+
+    def environment(self) -> dict[str, str]:
+        """The variables that point boto3 and the aws CLI at this stack."""
+        env = {
+            "AWS_ENDPOINT_URL_S3": self.s3_url,
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.sagemaker_url,
+        }
+        if self.sns_url is not None:
+            env["AWS_ENDPOINT_URL_SNS"] = self.sns_url
+            env["AWS_ENDPOINT_URL_SQS"] = self.sns_url
+        env.update(
+            AWS_ACCESS_KEY_ID="local",
+            AWS_SECRET_ACCESS_KEY="local",
+            AWS_DEFAULT_REGION=self.config.region,
+        )
+        return env
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._server.shutdown()
+        self._server.close_connections()
+        self._server.server_close()
+        self._thread.join(5.0)
+        self._service.stop()
+        if self._moto is not None:
+            self._moto.stop()
+
+
+def _wait_until_answering(url: str, path: str) -> None:
+    parts = urlsplit(url)
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    deadline = time.monotonic() + _READY_TIMEOUT
+    while True:
+        try:
+            connection = kind(parts.netloc, timeout=1.0)
+            connection.request("GET", path)
+            connection.getresponse().read()
+            connection.close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def start_local_stack(
+    endpoints: list[EndpointSpec],
+    config: EmulatorConfig | None = None,
+    *,
+    host: str = "127.0.0.1",
+    s3_port: int = 0,
+    sagemaker_port: int = 0,
+    s3_url: str | None = None,
+    sns_url: str | None = None,
+) -> LocalStack:
+    """Start moto (unless ``s3_url`` names a running S3 server) and the endpoint server.
+
+    Both run in daemon threads of this process; this returns once both answer HTTP. Port 0
+    picks a free port. With ``s3_url``, SNS is reached at ``sns_url`` if given (None: endpoints
+    cannot declare topics).
+    """
+    config = config or EmulatorConfig()
+    moto = None
+    if s3_url is None:
+        # Imported here: moto is an optional dependency and slow to import.
+        from bulkinvoke.emulator.motoserver import MotoServer
+
+        moto = MotoServer(host, s3_port)
+        moto.start()
+        s3_url = sns_url = moto.url
+    service = AsyncInferenceService(config, Clients(s3_url, sns_url, config.region))
+    try:
+        _wait_until_answering(s3_url, "/")
+        for spec in endpoints:
+            service.add_endpoint(spec)
+        server = EmulatorHTTPServer((host, sagemaker_port), service)
+    except BaseException:
+        service.stop()
+        if moto is not None:
+            moto.stop()
+        raise
+    stack = LocalStack(service, server, moto, s3_url, sns_url)
+    try:
+        _wait_until_answering(stack.sagemaker_url, "/_emulator/stats")
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
