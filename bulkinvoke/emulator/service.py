@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,10 @@ class AsyncInferenceService:
         self._endpoints: dict[str, EndpointSpec] = {}
         self._changes_lock = threading.Lock()
         self._stats = Stats()
+        # How often each inference ID was accepted: a client that claims never to send an item
+        # twice can be held to it.
+        self._accepted_ids: Counter[str] = Counter()
+        self._accepted_ids_lock = threading.Lock()
         self._faults = Faults(config)
         stopping = threading.Event()
         processor = Processor(
@@ -159,6 +164,8 @@ class AsyncInferenceService:
         job = new_job(request, endpoint, time.time(), time.monotonic())
         self._pool.submit(job)
         self._stats.count("accepted", endpoint_name)
+        with self._accepted_ids_lock:
+            self._accepted_ids[job.inference_id] += 1
         return Accepted(job.inference_id, job.output_location, job.failure_location)
 
     def _check_input_exists(self, request: InvocationRequest) -> None:
@@ -171,6 +178,10 @@ class AsyncInferenceService:
             raise validation_error(
                 f"Could not access the input at {location}: no such object, or not readable."
             ) from exc
+
+    def accepted_ids(self) -> dict[str, int]:
+        with self._accepted_ids_lock:
+            return dict(self._accepted_ids)
 
     def stats(self) -> dict[str, Any]:
         return self._stats.snapshot(

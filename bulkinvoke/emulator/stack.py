@@ -70,6 +70,10 @@ class LocalStack:
     def stats(self) -> dict[str, Any]:
         return self._service.stats()
 
+    def accepted_ids(self) -> dict[str, int]:
+        """How many times each inference ID was accepted since the stack started."""
+        return self._service.accepted_ids()
+
     def configure(self, **changes: Any) -> None:
         """Change settings while running (any EmulatorConfig field; latency may be text)."""
         self._service.configure(**changes)
