@@ -6,7 +6,7 @@ Standard AWS configuration applies unchanged: the default credential chain, ``--
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 
@@ -21,6 +21,8 @@ class AwsSettings:
     # For sagemaker-runtime; S3 follows AWS_ENDPOINT_URL_S3 unless s3_endpoint_url is given.
     endpoint_url: str | None = None
     s3_endpoint_url: str | None = None
+    # For the notification queue; AWS_ENDPOINT_URL_SQS works too.
+    sqs_endpoint_url: str | None = None
     expected_bucket_owner: str | None = None
     # Only the embedded local emulator sets these: it accepts any key, and a user's real
     # credentials must never be sent to it.
@@ -33,6 +35,7 @@ class AwsSettings:
             "profile": self.profile,
             "endpoint_url": self.endpoint_url,
             "s3_endpoint_url": self.s3_endpoint_url,
+            "sqs_endpoint_url": self.sqs_endpoint_url,
             "expected_bucket_owner": self.expected_bucket_owner,
         }
 
@@ -40,12 +43,31 @@ class AwsSettings:
     def from_config(cls, config: dict[str, Any]) -> AwsSettings:
         return cls(**{k: config.get(k) for k in cls().to_config()})
 
+    def merged_with(self, overrides: AwsSettings) -> AwsSettings:
+        """These settings with every field ``overrides`` sets taken from it."""
+        changes = {k: v for k, v in vars(overrides).items() if v is not None}
+        return replace(self, **changes)
+
 
 @dataclass(frozen=True)
 class Clients:
     sagemaker_runtime: Any
     s3: Any
     region: str
+    session: Any
+    sqs_endpoint_url: str | None = None
+
+    def sqs(self, queue_url: str) -> Any:
+        """A client for the queue at ``queue_url``: unless an SQS endpoint is configured, the
+        queue's own URL says where it is served."""
+        import os
+        from urllib.parse import urlsplit
+
+        endpoint = self.sqs_endpoint_url
+        if endpoint is None and not os.environ.get("AWS_ENDPOINT_URL_SQS"):
+            parts = urlsplit(queue_url)
+            endpoint = f"{parts.scheme}://{parts.netloc}" if parts.netloc else None
+        return self.session.client("sqs", endpoint_url=endpoint)
 
 
 def make_clients(settings: AwsSettings, *, max_connections: int = 10) -> Clients:
@@ -93,4 +115,6 @@ def make_clients(settings: AwsSettings, *, max_connections: int = 10) -> Clients
         ),
         s3=session.client("s3", endpoint_url=settings.s3_endpoint_url, config=s3_config),
         region=region,
+        session=session,
+        sqs_endpoint_url=settings.sqs_endpoint_url,
     )

@@ -18,6 +18,7 @@ from bulkinvoke.cli_report import report_command
 from bulkinvoke.exit_codes import EXIT_CODES_HELP, ExitCode
 
 if TYPE_CHECKING:
+    from bulkinvoke.aws import AwsSettings
     from bulkinvoke.events import Subscribers
     from bulkinvoke.runner import DryRun, RunResult
 
@@ -206,8 +207,9 @@ def submit(
     expected_bucket_owner: Annotated[
         str | None, typer.Option(help="Account ID that must own every bucket read.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    notifications_queue: NotificationsOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Submit every row of MANIFEST to an async endpoint, record it, and wait for the results."""
     from bulkinvoke.aws import AwsSettings
@@ -261,67 +263,138 @@ def submit(
             wait=wait,
             timeout=timeout,
             skip_invalid=skip_invalid,
+            notifications_queue=notifications_queue,
             subscribers=_subscribers(stack, quiet or as_json),
         )
     _render_result(result, as_json)
+
+
+RegionOption = Annotated[str | None, typer.Option(help="AWS region [default: the run's].")]
+ProfileOption = Annotated[str | None, typer.Option(help="AWS profile [default: the run's].")]
+EndpointUrlOption = Annotated[
+    str | None, typer.Option(help="sagemaker-runtime endpoint URL [default: the run's].")
+]
+S3EndpointUrlOption = Annotated[
+    str | None, typer.Option(help="S3 endpoint URL [default: the run's].")
+]
+TimeoutOption = Annotated[
+    float | None, typer.Option(min=0, help="Stop waiting after this many seconds (resumable).")
+]
+NotificationsOption = Annotated[
+    str | None,
+    typer.Option(
+        help="URL of an SQS queue subscribed to the endpoint's SNS success and error topics: "
+        "results arrive without polling S3 (polling stays as the fallback)."
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON summary.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+
+
+def _aws_overrides(
+    region: str | None, profile: str | None, endpoint_url: str | None, s3_endpoint_url: str | None
+) -> AwsSettings:
+    from bulkinvoke.aws import AwsSettings
+
+    return AwsSettings(region, profile, endpoint_url, s3_endpoint_url)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
 def resume(
     run_dir: Annotated[Path, typer.Argument(help="The run directory to continue.")],
     wait: Annotated[bool, typer.Option(help="Wait for every output or failure.")] = True,
-    timeout: Annotated[
-        float | None, typer.Option(min=0, help="Stop waiting after this many seconds (resumable).")
-    ] = None,
-    region: Annotated[str | None, typer.Option(help="AWS region [default: the run's].")] = None,
-    profile: Annotated[str | None, typer.Option(help="AWS profile [default: the run's].")] = None,
-    endpoint_url: Annotated[
-        str | None, typer.Option(help="sagemaker-runtime endpoint URL [default: the run's].")
-    ] = None,
-    s3_endpoint_url: Annotated[
-        str | None, typer.Option(help="S3 endpoint URL [default: the run's].")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    timeout: TimeoutOption = None,
+    notifications_queue: NotificationsOption = None,
+    region: RegionOption = None,
+    profile: ProfileOption = None,
+    endpoint_url: EndpointUrlOption = None,
+    s3_endpoint_url: S3EndpointUrlOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Continue an interrupted run: nothing is lost, nothing finished is sent again."""
     from bulkinvoke.runner import resume as resume_run
 
     with ExitStack() as stack, _expected_errors():
-        aws = _aws_overrides(run_dir, region, profile, endpoint_url, s3_endpoint_url)
         result = resume_run(
             run_dir,
             wait=wait,
             timeout=timeout,
-            aws=aws,
+            aws=_aws_overrides(region, profile, endpoint_url, s3_endpoint_url),
+            notifications_queue=notifications_queue,
             subscribers=_subscribers(stack, quiet or as_json),
         )
     _render_result(result, as_json)
 
 
-def _aws_overrides(
-    run_dir: Path,
-    region: str | None,
-    profile: str | None,
-    endpoint_url: str | None,
-    s3_endpoint_url: str | None,
-):
-    from dataclasses import replace
+@app.command(epilog=EXIT_CODES_HELP + " Without --wait, 3 means results are still outstanding.")
+def collect(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
+    wait: Annotated[
+        bool, typer.Option(help="Keep looking until every sent item has a result.")
+    ] = False,
+    timeout: TimeoutOption = None,
+    notifications_queue: NotificationsOption = None,
+    region: RegionOption = None,
+    profile: ProfileOption = None,
+    endpoint_url: EndpointUrlOption = None,
+    s3_endpoint_url: S3EndpointUrlOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Record the outputs and failures that have appeared since; sends nothing."""
+    from bulkinvoke.runner import collect as collect_results
 
-    from bulkinvoke.aws import AwsSettings
-    from bulkinvoke.ledger import Ledger
+    with ExitStack() as stack, _expected_errors():
+        result = collect_results(
+            run_dir,
+            wait=wait,
+            timeout=timeout,
+            aws=_aws_overrides(region, profile, endpoint_url, s3_endpoint_url),
+            notifications_queue=notifications_queue,
+            subscribers=_subscribers(stack, quiet or as_json),
+        )
+    _render_result(result, as_json)
 
-    if not any((region, profile, endpoint_url, s3_endpoint_url)):
-        return None
-    with Ledger.open(run_dir, writable=False) as ledger:
-        saved = AwsSettings.from_config(ledger.config["options"]["aws"])
-    changes = {
-        "region": region,
-        "profile": profile,
-        "endpoint_url": endpoint_url,
-        "s3_endpoint_url": s3_endpoint_url,
-    }
-    return replace(saved, **{k: v for k, v in changes.items() if v is not None})
+
+@app.command(epilog=EXIT_CODES_HELP)
+def retry(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
+    failed: Annotated[bool, typer.Option("--failed", help="Retry failed items.")] = False,
+    expired: Annotated[bool, typer.Option("--expired", help="Retry expired items.")] = False,
+    rejected: Annotated[bool, typer.Option("--rejected", help="Retry rejected items.")] = False,
+    wait: Annotated[bool, typer.Option(help="Wait for every output or failure.")] = True,
+    timeout: TimeoutOption = None,
+    notifications_queue: NotificationsOption = None,
+    region: RegionOption = None,
+    profile: ProfileOption = None,
+    endpoint_url: EndpointUrlOption = None,
+    s3_endpoint_url: S3EndpointUrlOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Send failed/expired/rejected items again as a new attempt with a new inference ID
+    (default: --failed --expired), with the run's saved options."""
+    from bulkinvoke.runner import retry as retry_run
+    from bulkinvoke.states import State
+
+    chosen = tuple(
+        state
+        for state, wanted in ((State.FAILED, failed), (State.EXPIRED, expired),
+                              (State.REJECTED, rejected))
+        if wanted
+    ) or (State.FAILED, State.EXPIRED)
+    with ExitStack() as stack, _expected_errors():
+        result = retry_run(
+            run_dir,
+            chosen,
+            wait=wait,
+            timeout=timeout,
+            aws=_aws_overrides(region, profile, endpoint_url, s3_endpoint_url),
+            notifications_queue=notifications_queue,
+            subscribers=_subscribers(stack, quiet or as_json),
+        )
+    _render_result(result, as_json)
 
 
 @app.command()

@@ -19,7 +19,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from bulkinvoke.s3uri import S3Location, parse_s3_uri
 from bulkinvoke.states import State
@@ -81,8 +81,10 @@ class Collector:
         *,
         clock: Callable[[], float] = time.time,
         expected_bucket_owner: str | None = None,
+        strategy: Literal["auto", "list", "head"] = "auto",
     ) -> None:
         self._s3 = s3_client
+        self._strategy = strategy
         self._clock = clock
         self._owner_args = (
             {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
@@ -95,10 +97,11 @@ class Collector:
         """Look once for every watched attempt's result; expire those past their deadline."""
         if not watches:
             return []
-        if self._head_is_cheaper(watches):
-            findings = self._sweep_by_head(watches)
+        if self._strategy == "auto":
+            use_head = self._head_is_cheaper(watches)
         else:
-            findings = self._sweep_by_list(watches)
+            use_head = self._strategy == "head"
+        findings = self._sweep_by_head(watches) if use_head else self._sweep_by_list(watches)
         found = {(f.row, f.attempt) for f in findings}
         now = self._clock()
         findings.extend(

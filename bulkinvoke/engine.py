@@ -31,6 +31,12 @@ from bulkinvoke.events import NoticeLevel, Progress, Subscribers
 from bulkinvoke.invoker import Call, CallResult, Invoker
 from bulkinvoke.ledger import Event, Ledger
 from bulkinvoke.limiter import RateLimiter
+from bulkinvoke.notifications import (
+    NotificationListener,
+    NotificationQueue,
+    Received,
+    ResultNotice,
+)
 from bulkinvoke.states import State
 
 
@@ -49,6 +55,8 @@ class EngineSettings:
     wait: bool = True
     deadline: float | None = None  # time.monotonic() value at which to give up waiting
     max_failures: int | None = None
+    # Without wait: look for results once before returning (what `collect` does).
+    sweep_once: bool = False
     flush_interval: float = 0.1
     progress_interval: float = 0.5
 
@@ -69,6 +77,7 @@ class _Sweep:
 
 
 _FAILURE_STATES = (State.FAILED, State.EXPIRED, State.REJECTED)
+_EARLY_NOTICES_KEPT = 10_000
 
 
 class Engine:
@@ -85,6 +94,7 @@ class Engine:
         watches: list[Watch],
         counts: dict[State, int],
         expected_result_by: Callable[[Call, float], float],
+        notifications: NotificationQueue | None = None,
         subscribers: Subscribers | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -98,15 +108,26 @@ class Engine:
         self._ready: deque[Call] = deque()
         self._in_doubt = in_doubt
         self._watches: dict[tuple[int, int], Watch] = {(w.row, w.attempt): w for w in watches}
+        self._watched_ids = {w.inference_id: (w.row, w.attempt) for w in watches}
+        self._results: queue.SimpleQueue[CallResult | _Sweep | Received] = queue.SimpleQueue()
+        self._listener = (
+            NotificationListener(notifications, self._results.put, self._warn)
+            if notifications is not None
+            else None
+        )
+        # Receipts of notifications whose news is recorded but not yet durable.
+        self._receipts_to_flush: list[str] = []
+        self._finished_ids: set[str] = set()
+        self._early_notices: dict[str, tuple[ResultNotice, list[str]]] = {}
         self._counts: Counter[State] = Counter(counts)
         self._total = sum(counts.values())
         self._expected_result_by = expected_result_by
         self._subscribers = subscribers or Subscribers()
         self._clock = clock
         self._monotonic = monotonic
-        self._results: queue.SimpleQueue[CallResult | _Sweep] = queue.SimpleQueue()
         self._calls_in_progress = 0
         self._sweeping = False
+        self._sweeps_done = 0
         self._compaction: Future[bool] | None = None
         self._schedule = SweepSchedule(clock=monotonic)
         self._stop_reason: str | None = None
@@ -127,6 +148,8 @@ class Engine:
         calls = ThreadPoolExecutor(self._settings.concurrency, thread_name_prefix="invoke")
         sweeps = ThreadPoolExecutor(1, thread_name_prefix="collect")
         self._compactions = ThreadPoolExecutor(1, thread_name_prefix="compact")
+        if self._listener is not None:
+            self._listener.start()
         outcome = Outcome.INTERRUPTED
         try:
             outcome = self._loop(calls, sweeps)
@@ -138,7 +161,9 @@ class Engine:
             calls.shutdown(wait=False, cancel_futures=True)
             sweeps.shutdown(wait=False, cancel_futures=True)
             self._compactions.shutdown(wait=True)
-            self._ledger.flush()
+            self._flush(compact=False)
+            if self._listener is not None:
+                self._listener.stop(self._finished_ids)
             self._publish_progress(force=True)
         return EngineResult(
             outcome,
@@ -173,6 +198,8 @@ class Engine:
         if not self._watches:
             return Outcome.COMPLETE
         if not self._settings.wait:
+            if self._settings.sweep_once and self._sweeps_done == 0:
+                return None
             return Outcome.ACCEPTED
         if self._deadline_passed():
             self._stop_reason = "timed out waiting for results"
@@ -186,8 +213,10 @@ class Engine:
     def _needs_results(self) -> bool:
         if not self._watches:
             return False
+        if self._settings.wait or (self._settings.sweep_once and self._sweeps_done == 0):
+            return True
         cap = self._settings.max_in_flight
-        return self._settings.wait or (cap is not None and len(self._watches) >= cap // 2)
+        return cap is not None and len(self._watches) >= cap // 2
 
     # -- submitting ------------------------------------------------------------------------
 
@@ -243,8 +272,10 @@ class Engine:
         for _ in range(10_000):
             if isinstance(result, CallResult):
                 self._apply_call(result)
-            else:
+            elif isinstance(result, _Sweep):
                 self._apply_sweep(result)
+            else:
+                self._apply_notifications(result)
             try:
                 result = self._results.get_nowait()
             except queue.Empty:
@@ -282,6 +313,7 @@ class Engine:
                 retries=result.retries,
                 throttles=result.throttles,
             )
+            self._watched_ids[call.inference_id] = (call.row, call.attempt)
             self._watches[(call.row, call.attempt)] = Watch(
                 call.row,
                 call.attempt,
@@ -293,6 +325,9 @@ class Engine:
             )
         self._ledger.record(event)
         self._move_counts(State.SUBMITTING, result.state)
+        early = self._early_notices.pop(call.inference_id, None)
+        if early is not None and result.state is State.SUBMITTED:
+            self._apply_notice((call.row, call.attempt), *early)
         self._check_endpoint_health(result)
         if result.state in _FAILURE_STATES:
             self._check_failure_threshold()
@@ -313,27 +348,80 @@ class Engine:
 
     def _apply_sweep(self, sweep: _Sweep) -> None:
         self._sweeping = False
+        self._sweeps_done += 1
         found = 0
         for finding in sweep.findings:
-            watch = self._watches.pop((finding.row, finding.attempt), None)
-            if watch is None:
-                continue
-            found += finding.state is not State.EXPIRED
-            self._ledger.record(
-                Event(
-                    finding.row,
-                    finding.attempt,
-                    finding.state,
-                    self._clock(),
-                    completed_at=finding.completed_at,
-                    output_bytes=finding.output_bytes,
-                    error=finding.error,
-                )
-            )
-            self._move_counts(State.SUBMITTED, finding.state)
-            if finding.state in _FAILURE_STATES:
-                self._check_failure_threshold()
+            if self._finish(
+                (finding.row, finding.attempt),
+                finding.state,
+                completed_at=finding.completed_at,
+                output_bytes=finding.output_bytes,
+                error=finding.error,
+            ):
+                found += finding.state is not State.EXPIRED
         self._schedule.swept(found, sweep.requests)
+
+    def _apply_notifications(self, received: Received) -> None:
+        for notice in received.notices:
+            receipts = received.receipts[notice.inference_id]
+            if notice.inference_id in self._finished_ids:
+                self._receipts_to_flush.extend(receipts)
+                continue
+            key = self._watched_ids.get(notice.inference_id)
+            if key is not None:
+                self._apply_notice(key, notice, receipts)
+            elif len(self._early_notices) < _EARLY_NOTICES_KEPT:
+                # Another run's, or a result that came before its call's answer did: kept
+                # until that answer arrives; what is not kept, the queue delivers again.
+                self._early_notices[notice.inference_id] = (notice, receipts)
+
+    def _apply_notice(
+        self, key: tuple[int, int], notice: ResultNotice, receipts: list[str]
+    ) -> None:
+        self._finish(
+            key,
+            notice.state,
+            completed_at=notice.completed_at or self._clock(),
+            output_location=notice.output_location,
+            failure_location=notice.failure_location,
+            error=notice.error,
+        )
+        self._receipts_to_flush.extend(receipts)
+
+    def _finish(
+        self,
+        key: tuple[int, int],
+        state: State,
+        *,
+        completed_at: float,
+        output_bytes: int | None = None,
+        error: str | None = None,
+        output_location: str | None = None,
+        failure_location: str | None = None,
+    ) -> bool:
+        """Record an awaited attempt's result; False if it was not awaited (already known)."""
+        watch = self._watches.pop(key, None)
+        if watch is None:
+            return False
+        self._watched_ids.pop(watch.inference_id, None)
+        self._finished_ids.add(watch.inference_id)
+        self._ledger.record(
+            Event(
+                key[0],
+                key[1],
+                state,
+                self._clock(),
+                completed_at=completed_at,
+                output_bytes=output_bytes,
+                error=error,
+                output_location=output_location,
+                failure_location=failure_location,
+            )
+        )
+        self._move_counts(State.SUBMITTED, state)
+        if state in _FAILURE_STATES:
+            self._check_failure_threshold()
+        return True
 
     def _start_sweep(self, sweeps: ThreadPoolExecutor) -> None:
         self._sweeping = True
@@ -349,6 +437,9 @@ class Engine:
             self._results.put(_Sweep(findings, self._collector.requests.total - before))
 
         sweeps.submit(sweep)
+
+    def _warn(self, message: str) -> None:
+        self._subscribers.notice(NoticeLevel.WARNING, message)
 
     def _check_failure_threshold(self) -> None:
         limit = self._settings.max_failures
@@ -375,15 +466,18 @@ class Engine:
         self._counts[old] -= n
         self._counts[new] += n
 
-    def _flush(self) -> None:
+    def _flush(self, *, compact: bool = True) -> None:
         self._ledger.flush()
         self._last_flush = self._monotonic()
+        if self._listener is not None and self._receipts_to_flush:
+            self._listener.recorded(self._receipts_to_flush)
+            self._receipts_to_flush = []
+        if not compact:
+            return
         # Compacting a large ledger takes a second or more: off this thread, so sending goes on.
         if self._compaction is None or self._compaction.done():
             if self._compaction is not None and self._compaction.exception() is not None:
-                self._subscribers.notice(
-                    NoticeLevel.WARNING, f"compacting the ledger: {self._compaction.exception()}"
-                )
+                self._warn(f"compacting the ledger: {self._compaction.exception()}")
             self._compaction = self._compactions.submit(self._ledger.maybe_compact)
 
     def _flush_if_due(self) -> None:

@@ -22,6 +22,7 @@ from bulkinvoke.invoker import Invoker
 from bulkinvoke.ledger import Event, Ledger
 from bulkinvoke.limiter import RateLimiter
 from bulkinvoke.manifest import Manifest, problems_table, read_manifest
+from bulkinvoke.notifications import NotificationQueue
 from bulkinvoke.options import RequestOptions
 from bulkinvoke.plan import CallFactory, RunState, load_run_state
 from bulkinvoke.retry import RetryPolicy
@@ -136,6 +137,7 @@ def submit(
     wait: bool = True,
     timeout: float | None = None,
     skip_invalid: bool = False,
+    notifications_queue: str | None = None,
     subscribers: Subscribers | None = None,
 ) -> RunResult:
     """Run every row of a manifest through the endpoint, or continue the run already there."""
@@ -144,8 +146,11 @@ def submit(
     clients = make_clients(options.aws, max_connections=options.concurrency + 4)
     manifest = _read_valid_manifest(manifest_source, clients.s3, skip_invalid)
     ledger = _open_or_create(run_dir, manifest, options)
+    session = _Session(
+        options, clients, started, wait, timeout, notifications_queue, subscribers or Subscribers()
+    )
     with ledger:
-        return _run(ledger, options, clients, started, wait, timeout, subscribers, manifest)
+        return _run(ledger, session, duplicates=len(manifest.duplicates))
 
 
 def resume(
@@ -154,18 +159,78 @@ def resume(
     wait: bool = True,
     timeout: float | None = None,
     aws: AwsSettings | None = None,
+    notifications_queue: str | None = None,
     subscribers: Subscribers | None = None,
 ) -> RunResult:
     """Continue a run from its ledger, with the options it was started with."""
     started = time.monotonic()
-    if not Ledger.exists(run_dir):
-        raise RunError(f"{run_dir} holds no bulkinvoke run")
-    with Ledger.open(run_dir) as ledger:
-        options = RunOptions.from_config(ledger.config["options"])
-        if aws is not None:
-            options = replace(options, aws=aws)
-        clients = make_clients(options.aws, max_connections=options.concurrency + 4)
-        return _run(ledger, options, clients, started, wait, timeout, subscribers, None)
+    with _open_run(run_dir) as ledger:
+        session = _resumed_session(
+            ledger, aws, started, wait, timeout, notifications_queue, subscribers
+        )
+        return _run(ledger, session)
+
+
+def collect(
+    run_dir: Path,
+    *,
+    wait: bool = False,
+    timeout: float | None = None,
+    aws: AwsSettings | None = None,
+    notifications_queue: str | None = None,
+    subscribers: Subscribers | None = None,
+) -> RunResult:
+    """Record the results that have appeared in S3 (or the queue) since; send nothing."""
+    started = time.monotonic()
+    with _open_run(run_dir) as ledger:
+        session = _resumed_session(
+            ledger, aws, started, wait, timeout, notifications_queue, subscribers
+        )
+        result = _run(ledger, session, send=False)
+    if result.outcome is Outcome.ACCEPTED:
+        result = replace(result, outcome=Outcome.INCOMPLETE)
+    return result
+
+
+RETRYABLE_STATES = (State.FAILED, State.EXPIRED, State.REJECTED)
+
+
+def retry(
+    run_dir: Path,
+    states: tuple[State, ...] = (State.FAILED, State.EXPIRED),
+    *,
+    wait: bool = True,
+    timeout: float | None = None,
+    aws: AwsSettings | None = None,
+    notifications_queue: str | None = None,
+    subscribers: Subscribers | None = None,
+) -> RunResult:
+    """Send the items whose latest attempt ended in ``states`` again, as a new attempt each.
+
+    A new attempt has a new deterministic inference ID (and so a new output location); the
+    earlier attempts' records stay in the ledger. Rows refused by manifest validation cannot be
+    sent and are left as they are.
+    """
+    unknown = [state for state in states if state not in RETRYABLE_STATES]
+    if unknown:
+        raise RunError(f"only failed, expired or rejected items can be retried, not {unknown[0]}")
+    started = time.monotonic()
+    with _open_run(run_dir) as ledger:
+        session = _resumed_session(
+            ledger, aws, started, wait, timeout, notifications_queue, subscribers
+        )
+        factory = CallFactory(ledger.plan(), session.options)
+        now = time.time()
+        again = 0
+        for row, attempt in retryable_attempts(ledger, states):
+            call = factory.call(row, attempt + 1)
+            ledger.record(
+                Event(row, call.attempt, State.PENDING, now, inference_id=call.inference_id)
+            )
+            again += 1
+        ledger.flush()
+        session.subscribers.notice(NoticeLevel.INFO, f"{again} item(s) will be sent again")
+        return _run(ledger, session)
 
 
 def dry_run(
@@ -267,22 +332,73 @@ def _check_same_run(config: dict[str, Any], manifest: Manifest, options: RunOpti
             )
 
 
-def _run(
+@dataclass
+class _Session:
+    """What one command brings to a run: its options, clients and how long to wait."""
+
+    options: RunOptions
+    clients: Any
+    started: float
+    wait: bool
+    timeout: float | None
+    notifications_queue: str | None
+    subscribers: Subscribers
+
+
+def _open_run(run_dir: Path) -> Ledger:
+    if not Ledger.exists(run_dir):
+        raise RunError(f"{run_dir} holds no bulkinvoke run")
+    return Ledger.open(run_dir)
+
+
+def _resumed_session(
     ledger: Ledger,
-    options: RunOptions,
-    clients: Any,
+    aws: AwsSettings | None,
     started: float,
     wait: bool,
     timeout: float | None,
+    notifications_queue: str | None,
     subscribers: Subscribers | None,
-    manifest: Manifest | None,
-) -> RunResult:
-    subscribers = subscribers or Subscribers()
+) -> _Session:
+    options = RunOptions.from_config(ledger.config["options"])
+    if aws is not None:
+        options = replace(options, aws=options.aws.merged_with(aws))
+    clients = make_clients(options.aws, max_connections=options.concurrency + 4)
+    return _Session(
+        options, clients, started, wait, timeout, notifications_queue, subscribers or Subscribers()
+    )
+
+
+def retryable_attempts(ledger: Ledger, states: tuple[State, ...]) -> list[tuple[int, int]]:
+    """(row, latest attempt) of every row whose latest attempt ended in ``states``."""
+    latest = ledger.latest()
+    wanted = {state.value for state in states}
+    invalid = (
+        latest.column("invalid_reason").to_pylist()
+        if "invalid_reason" in latest.column_names
+        else [None] * latest.num_rows
+    )
+    return [
+        (row, attempt)
+        for row, attempt, status, reason in zip(
+            latest.column("row").to_pylist(),
+            latest.column("attempt").to_pylist(),
+            latest.column("state").to_pylist(),
+            invalid,
+            strict=True,
+        )
+        if status in wanted and reason is None
+    ]
+
+
+def _run(ledger: Ledger, session: _Session, *, send: bool = True, duplicates: int = 0) -> RunResult:
+    options = session.options
+    clients = session.clients
     factory = CallFactory(ledger.plan(), options)
     collector = Collector(clients.s3, expected_bucket_owner=options.aws.expected_bucket_owner)
     state: RunState = load_run_state(ledger, factory)
-    if state.in_doubt:
-        _settle_in_doubt(ledger, state, collector, subscribers)
+    if send and state.in_doubt:
+        _settle_in_doubt(ledger, state, collector, session.subscribers)
     limiter = RateLimiter(options.rate)
     invoker = Invoker(
         clients.sagemaker_runtime,
@@ -290,6 +406,11 @@ def _run(
         limiter=limiter,
         policy=RetryPolicy(),
         output_path_extension=options.output_path_extension,
+    )
+    notifications = (
+        NotificationQueue(clients.sqs(session.notifications_queue), session.notifications_queue)
+        if session.notifications_queue
+        else None
     )
     engine = Engine(
         ledger,
@@ -299,16 +420,18 @@ def _run(
         EngineSettings(
             concurrency=options.concurrency,
             max_in_flight=options.max_in_flight,
-            wait=wait,
-            deadline=started + timeout if timeout is not None else None,
+            wait=session.wait,
+            deadline=session.started + session.timeout if session.timeout is not None else None,
             max_failures=parse_max_failures(options.max_failures, state.total),
+            sweep_once=not send,
         ),
-        work=state.work,
+        work=state.work if send else [],
         in_doubt={(call.row, call.attempt) for call in state.in_doubt},
         watches=state.watches,
         counts=state.counts,
         expected_result_by=factory.expected_result_by,
-        subscribers=subscribers,
+        notifications=notifications,
+        subscribers=session.subscribers,
     )
     result = engine.run()
     return RunResult(
@@ -316,10 +439,10 @@ def _run(
         outcome=result.outcome,
         counts=result.counts,
         total=state.total,
-        elapsed_s=time.monotonic() - started,
+        elapsed_s=time.monotonic() - session.started,
         submitted=result.submitted,
         stop_reason=result.stop_reason,
-        duplicates=len(manifest.duplicates) if manifest else 0,
+        duplicates=duplicates,
         s3_requests=result.s3_requests,
     )
 
