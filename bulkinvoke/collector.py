@@ -236,9 +236,12 @@ def _lookup(listings: Listings, location: str | None) -> _Seen | None:
 
 
 def _completion_time(watch: Watch, seen: _Seen, now: float) -> float:
-    # S3's LastModified has one-second resolution: keep it inside [submitted, now] so that a fast
-    # result never shows a negative latency.
-    return min(max(seen.modified, watch.submitted_at), now)
+    # S3's LastModified is cut to whole seconds: the object was written somewhere in
+    # [LastModified, LastModified + 1), after the call and before it was seen. The middle of
+    # what is left of that second is the best estimate, and never gives a negative latency.
+    earliest = max(seen.modified, watch.submitted_at)
+    latest = max(min(now, seen.modified + 1.0), earliest)
+    return (earliest + latest) / 2
 
 
 class SweepSchedule:
