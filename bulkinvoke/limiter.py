@@ -18,6 +18,10 @@ just under that capacity. ``cooldown`` should be at least the round trip of one 
 Against a server with capacity 50/s and ``max_rate=500``, the simulation in tests/test_limiter.py
 settles within 5 s at 47-50 accepted calls per second, with about 1% of calls throttled or fewer.
 
+Without ``max_rate`` calls are not paced at all until the first throttle: the limiter then starts
+pacing at the rate calls were going out in the second before, cut as above, and adapts from there
+with no ceiling. An endpoint that never throttles is never slowed down.
+
 The clock and the sleep are injected, as in s3transfer, so the limiter is tested without sleeping.
 """
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 NEAR = 0.1
@@ -78,10 +83,13 @@ class RateLimiter:
         self._last_throttled_rate: float | None = None
         self._calm_at = -math.inf
         self._grown_at = clock()
+        # While unlimited: when the calls of the last second went out, to know the rate to
+        # start pacing at if the endpoint throttles.
+        self._recent: deque[float] = deque()
 
     @property
     def max_rate(self) -> float | None:
-        return self._max if self._limited else None
+        return self._max if self._limited and math.isfinite(self._max) else None
 
     @property
     def current_rate(self) -> float | None:
@@ -90,6 +98,7 @@ class RateLimiter:
     def acquire(self) -> None:
         """Block until a call may be made; the slot is reserved before sleeping."""
         if not self._limited:
+            self._note_unpaced_call()
             return
         with self._lock:
             wait = self._reserve(self._clock(), wait_allowed=True)
@@ -99,14 +108,33 @@ class RateLimiter:
     def try_acquire(self) -> float:
         """Take a slot and return 0.0 if one is free now, else the seconds until one is."""
         if not self._limited:
+            self._note_unpaced_call()
             return 0.0
         with self._lock:
             return self._reserve(self._clock(), wait_allowed=False)
 
-    def on_throttle(self) -> None:
-        if not self._limited:
-            return
+    def _note_unpaced_call(self) -> None:
         with self._lock:
+            now = self._clock()
+            self._recent.append(now)
+            while self._recent and self._recent[0] < now - 1.0:
+                self._recent.popleft()
+
+    def _start_pacing(self) -> None:
+        # Calls per second over the last second, or over the time since the first call when that
+        # is shorter (a throttle in the first moments of a run), but never less than 0.1 s of it.
+        span = min(max(self._clock() - self._recent[0], 0.1), 1.0) if self._recent else 1.0
+        observed = max(len(self._recent) / span, 1.0)
+        self._recent.clear()
+        self._limited = True
+        self._max = math.inf
+        self._rate = observed
+        self._increase = max(1.0, 0.05 * observed)
+
+    def on_throttle(self) -> None:
+        with self._lock:
+            if not self._limited:
+                self._start_pacing()
             now = self._clock()
             if now < self._calm_at:
                 return

@@ -120,17 +120,29 @@ def test_slow_rates_space_calls_more_than_a_second_apart() -> None:
     assert times == pytest.approx([0.0, 2.0, 4.0, 6.0, 8.0])
 
 
-def test_unlimited_never_waits_and_ignores_feedback() -> None:
+def test_unlimited_never_waits_until_the_endpoint_throttles() -> None:
     clock = FakeClock()
     limiter = RateLimiter(None, clock=clock, sleep=clock.sleep)
     for _ in range(10_000):
         limiter.acquire()
         assert limiter.try_acquire() == 0.0
-    limiter.on_throttle()
     limiter.on_success()
     assert clock.slept == []
     assert limiter.current_rate is None
     assert limiter.max_rate is None
+
+
+def test_a_throttle_starts_pacing_below_the_rate_calls_were_going_out() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(None, clock=clock, sleep=clock.sleep)
+    for _ in range(200):
+        limiter.acquire()
+        clock.now += 0.005
+    limiter.on_throttle()
+    assert limiter.current_rate == pytest.approx(0.7 * 200, rel=0.02)
+    assert limiter.max_rate is None
+    assert limiter.try_acquire() == 0.0
+    assert limiter.try_acquire() > 0.0
 
 
 @pytest.mark.parametrize(
@@ -333,3 +345,32 @@ def test_feedback_from_many_threads_keeps_the_rate_in_bounds() -> None:
     rate = limiter.current_rate
     assert rate is not None
     assert 2.0 <= rate <= 200
+
+
+def test_unlimited_adapts_to_a_throttling_server() -> None:
+    # As the engine drives it: at most 16 calls in progress, each answered 20 ms later, which
+    # alone would send 800 calls a second at a server that takes 50.
+    clock = FakeClock()
+    limiter = RateLimiter(None, clock=clock, sleep=clock.sleep)
+    server = Server(lambda _: 50, 5, clock)
+    accepted, throttled = [0] * 60, [0] * 60
+    answers: list[tuple[float, int, bool]] = []
+    sent = 0
+    while clock.now < 60:
+        while answers and answers[0][0] <= clock.now:
+            _, _, ok = heapq.heappop(answers)
+            limiter.on_success() if ok else limiter.on_throttle()
+        if len(answers) >= 16:
+            clock.now = answers[0][0]
+            continue
+        wait = limiter.try_acquire()
+        if wait > 0:
+            clock.now = min(clock.now + wait, answers[0][0]) if answers else clock.now + wait
+            continue
+        ok = server.accepts()
+        (accepted if ok else throttled)[int(clock.now)] += 1
+        sent += 1
+        heapq.heappush(answers, (clock.now + 0.02, sent, ok))
+    settled_accepted, settled_throttled = sum(accepted[5:]), sum(throttled[5:])
+    assert settled_accepted / 55 >= 45
+    assert settled_throttled / (settled_accepted + settled_throttled) < 0.10
