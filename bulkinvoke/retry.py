@@ -170,10 +170,16 @@ class RetryPolicy:
         cap = self.cap(attempt_number)
         return rng.uniform(0.0, cap) if self.jitter == "full" else cap
 
-    def should_retry(self, error_class: ErrorClass, attempt_number: int) -> bool:
+    def should_retry(
+        self, error_class: ErrorClass, attempt_number: int, throttles: int = 0
+    ) -> bool:
+        """Whether to try again after ``attempt_number`` tries, ``throttles`` of them throttled:
+        throttled tries do not use up the attempts allowed for failures."""
+        if error_class.kind not in RETRYABLE or attempt_number >= self.max_throttled_attempts:
+            return False
         if error_class.kind is ErrorKind.THROTTLED:
-            return attempt_number < self.max_throttled_attempts
-        return error_class.kind in RETRYABLE and attempt_number < self.max_attempts
+            return True
+        return attempt_number - throttles < self.max_attempts
 
 
 @dataclass(frozen=True)
@@ -271,7 +277,7 @@ def call_with_retry(
                 raise RunStopped(error_class, stats) from error
             if error_class.kind is ErrorKind.REJECTED:
                 raise Rejected(error_class, stats) from error
-            if not policy.should_retry(error_class, attempt_number):
+            if not policy.should_retry(error_class, attempt_number, throttles):
                 raise GaveUp(error_class, stats) from error
             wait = policy.delay(attempt_number, rng)
             if on_retry is not None:

@@ -424,3 +424,12 @@ def test_throttled_calls_keep_trying_longer_than_failing_ones() -> None:
     with pytest.raises(GaveUp) as raised:
         call_with_retry(script, policy, sleep=lambda _: None, rng=random.Random(0))
     assert (raised.value.attempts, raised.value.throttles, script.calls) == (6, 6, 6)
+
+
+def test_throttled_tries_do_not_use_up_the_attempts_for_failures() -> None:
+    throttled = client_error("ThrottlingException", 400)
+    busy = client_error("ServiceUnavailable", 503)
+    script = Script(*[throttled] * 7, busy, busy)
+    policy = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0)
+    value, stats = call_with_retry(script, policy, sleep=lambda _: None, rng=random.Random(0))
+    assert (value, stats.throttles, stats.retries) == ("done", 7, 9)
