@@ -278,6 +278,10 @@ class SweepSchedule:
     def seconds_until_due(self) -> float:
         return max(0.0, self._next - self._clock())
 
+    def hurry(self) -> None:
+        """Sweep again soon: the run is held back until results free room for more sends."""
+        self._next = min(self._next, self._last + self.min_interval)
+
     def swept(self, found: int, requests: int) -> None:
         now = self._clock()
         if found:

@@ -177,6 +177,8 @@ class Engine:
         while True:
             wake_in = self._dispatch(calls)
             if self._needs_results():
+                if self._held_back_by_max_in_flight():
+                    self._schedule.hurry()
                 if not self._sweeping and self._schedule.due():
                     self._start_sweep(sweeps)
                 wake_in = min(wake_in, self._schedule.seconds_until_due())
@@ -232,6 +234,14 @@ class Engine:
             self._calls_in_progress += 1
             calls.submit(self._send, call)
         return 0.1
+
+    def _held_back_by_max_in_flight(self) -> bool:
+        cap = self._settings.max_in_flight
+        return (
+            cap is not None
+            and bool(self._work or self._ready)
+            and self._calls_in_progress + len(self._watches) >= cap
+        )
 
     def _may_send_more(self) -> bool:
         if self._stop_reason is not None or self._deadline_passed():

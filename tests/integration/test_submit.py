@@ -125,3 +125,35 @@ def test_throttling_and_503_storms_still_finish(
     table = read_ledger(run_dir)
     assert table["retries"].sum() > 0
     assert table["throttles"].sum() > 0
+
+
+def test_max_in_flight_bounds_the_endpoints_queue(
+    emulator: LocalStack, s3: Any, tmp_path: Path
+) -> None:
+    import threading
+    import time
+
+    emulator.configure(latency="fixed:0.05", workers=2)
+    data = make_dataset(s3, tmp_path, 60)
+    deepest = 0
+    done_flag = threading.Event()
+
+    def watch_queue() -> None:
+        nonlocal deepest
+        while not done_flag.is_set():
+            stats = emulator.stats()
+            deepest = max(deepest, stats["queue_depth"] + stats["in_progress"])
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch_queue)
+    watcher.start()
+    try:
+        done = run_cli(emulator, "submit", str(data.manifest), "--endpoint", "demo",
+                       "--run-dir", str(tmp_path / "run"), "--max-in-flight", "6", "--json")
+    finally:
+        done_flag.set()
+        watcher.join()
+        emulator.configure(workers=8)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["counts"]["succeeded"] == 60
+    assert 0 < deepest <= 6
