@@ -301,28 +301,21 @@ class Engine:
                 self._stop_reason = result.stop.describe()
                 self._subscribers.notice(NoticeLevel.ERROR, f"stopping: {self._stop_reason}")
             return
+        accepted = result.state is State.SUBMITTED
         event = Event(
             call.row,
             call.attempt,
             result.state,
             result.at,
+            submitted_at=result.at if accepted else None,
+            output_location=result.output_location,
+            failure_location=result.failure_location,
             error=result.error,
             retries=result.retries,
             throttles=result.throttles,
         )
-        if result.state is State.SUBMITTED:
+        if accepted:
             self._submitted += 1
-            event = Event(
-                call.row,
-                call.attempt,
-                State.SUBMITTED,
-                result.at,
-                submitted_at=result.at,
-                output_location=result.output_location,
-                failure_location=result.failure_location,
-                retries=result.retries,
-                throttles=result.throttles,
-            )
             self._watched_ids[call.inference_id] = (call.row, call.attempt)
             self._watches[(call.row, call.attempt)] = Watch(
                 call.row,
