@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+DEFAULT_CALL_TIMEOUT = 60.0
+
 
 class AwsConfigError(Exception):
     """The AWS configuration cannot work (no region, unknown profile): a usage error."""
@@ -24,6 +26,9 @@ class AwsSettings:
     # For the notification queue; AWS_ENDPOINT_URL_SQS works too.
     sqs_endpoint_url: str | None = None
     expected_bucket_owner: str | None = None
+    # Seconds to wait for each InvokeEndpointAsync answer (None: 60) before the call counts as
+    # a timeout and is retried with the same inference ID.
+    call_timeout: float | None = None
     # Only the embedded local emulator sets these: it accepts any key, and a user's real
     # credentials must never be sent to it.
     static_credentials: tuple[str, str] | None = None
@@ -37,6 +42,7 @@ class AwsSettings:
             "s3_endpoint_url": self.s3_endpoint_url,
             "sqs_endpoint_url": self.sqs_endpoint_url,
             "expected_bucket_owner": self.expected_bucket_owner,
+            "call_timeout": self.call_timeout,
         }
 
     @classmethod
@@ -101,7 +107,7 @@ def make_clients(settings: AwsSettings, *, max_connections: int = 10) -> Clients
         # validating again on each call costs client CPU for nothing.
         parameter_validation=False,
         connect_timeout=10,
-        read_timeout=60,
+        read_timeout=settings.call_timeout or DEFAULT_CALL_TIMEOUT,
         tcp_keepalive=True,
     )
     s3_config = Config(

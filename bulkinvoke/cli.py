@@ -5,13 +5,15 @@ renders what it returns. Expected failures become a one-line message and a docum
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from bulkinvoke.cli_emulator import emulator_command
 from bulkinvoke.cli_report import report_command
@@ -20,7 +22,9 @@ from bulkinvoke.exit_codes import EXIT_CODES_HELP, ExitCode
 if TYPE_CHECKING:
     from bulkinvoke.aws import AwsSettings
     from bulkinvoke.events import Subscribers
+    from bulkinvoke.mirror import MirrorSettings
     from bulkinvoke.runner import DryRun, RunResult
+    from bulkinvoke.shards import Shard
 
 app = typer.Typer(
     name="bulkinvoke",
@@ -43,7 +47,8 @@ MAX_PROBLEMS_SHOWN = 20
 
 
 def _fail(message: str, code: ExitCode = ExitCode.USAGE) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # Messages quote file names and manifest cells: "[...]" in them is text, not rich markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(int(code))
 
 
@@ -52,12 +57,20 @@ def _expected_errors() -> Iterator[None]:
     """Turn the failures a user can cause into a message and exit 2, never a traceback."""
     from bulkinvoke.aws import AwsConfigError
     from bulkinvoke.export import ExportError
-    from bulkinvoke.ledger_errors import LedgerError
+    from bulkinvoke.ledger_errors import LedgerError, LedgerWriteError
     from bulkinvoke.manifest import ManifestError
     from bulkinvoke.runner import InvalidManifest, RunError
 
     try:
         yield
+    except LedgerWriteError as error:
+        # A full disk or an I/O error is no usage error: the run stopped, and what is on disk
+        # is whole, so it resumes once the disk can be written again.
+        _fail(
+            f"{error}. The run stopped; once the disk can be written again, run the same "
+            "command again (or `bulkinvoke resume RUN_DIR`) to continue",
+            ExitCode.STOPPED,
+        )
     except InvalidManifest as error:
         problems = error.manifest.problems
         for problem in problems[:MAX_PROBLEMS_SHOWN]:
@@ -143,9 +156,17 @@ def submit(
     ] = None,
     rate: Annotated[
         float | None,
-        typer.Option(min=0.001, help="Most calls per second (adapts down on throttling)."),
+        typer.Option(
+            min=0.001,
+            help="Most calls per second (adapts down on throttling). With --shards N it is the "
+            "endpoint's total: each shard takes rate/N.",
+        ),
     ] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="Most calls in progress at once.")] = 16,
+    concurrency: Annotated[
+        # Each call in progress is a thread and a pooled connection (the pool is allocated at
+        # its full size): a mistyped 10**9 would exhaust memory rather than be refused.
+        int, typer.Option(min=1, max=1024, help="Most calls in progress at once (at most 1024).")
+    ] = 16,
     max_in_flight: Annotated[
         int | None,
         typer.Option(min=1, help="Most items accepted by the endpoint but not yet finished."),
@@ -207,6 +228,43 @@ def submit(
     expected_bucket_owner: Annotated[
         str | None, typer.Option(help="Account ID that must own every bucket read.")
     ] = None,
+    call_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1,
+            max=3600,
+            help="Seconds to wait for each InvokeEndpointAsync answer before retrying it with "
+            "the same inference ID, 0.1-3600 [default: 60].",
+        ),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="Run only shard K of N: K/N, K with --shards N, or auto (K from "
+            "AWS_BATCH_JOB_ARRAY_INDEX, N from --shards or AWS_BATCH_JOB_ARRAY_SIZE). A row's "
+            "shard is a hash of its inference ID; each shard is its own run "
+            "(default run dir: ...-shard-K-of-N). See docs/SCALE-OUT.md.",
+        ),
+    ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=10000,
+            help="How many shards the manifest is split into; --rate is then shared: each "
+            "shard takes rate/N.",
+        ),
+    ] = None,
+    ledger_uri: LedgerUriOption = None,
+    ledger_lease_seconds: Annotated[
+        float | None,
+        typer.Option(
+            min=1,
+            help="With --ledger-uri: how long this process's claim on the S3 ledger lasts "
+            "unless renewed (every third of it); a machine that dies blocks a new one for at "
+            "most this long (default 60).",
+        ),
+    ] = None,
     notifications_queue: NotificationsOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
@@ -224,7 +282,18 @@ def submit(
         problems.append(check_output_path_extension(output_path_extension) or "")
     if any(problems):
         _fail("; ".join(p for p in problems if p))
-    aws = AwsSettings(region, profile, endpoint_url, s3_endpoint_url, expected_bucket_owner)
+    chosen_shard = _shard(shard, shards)
+    if rate is not None and shards is not None:
+        rate /= shards
+    mirror = _mirror_settings(ledger_uri, ledger_lease_seconds)
+    aws = AwsSettings(
+        region=region,
+        profile=profile,
+        endpoint_url=endpoint_url,
+        s3_endpoint_url=s3_endpoint_url,
+        expected_bucket_owner=expected_bucket_owner,
+        call_timeout=call_timeout,
+    )
     options = RunOptions(
         endpoint=endpoint,
         request=request,
@@ -244,14 +313,26 @@ def submit(
             from bulkinvoke.local import local_endpoint
 
             settings = stack.enter_context(
-                local_endpoint(manifest, endpoint, inputs_dir=local_inputs)
+                local_endpoint(
+                    manifest,
+                    endpoint,
+                    inputs_dir=local_inputs,
+                    expected_bucket_owner=expected_bucket_owner,
+                )
             )
             options = replace(options, aws=settings)
         if dry_run:
             from bulkinvoke.runner import dry_run as plan_run
 
             _render_dry_run(
-                plan_run(manifest, options, run_dir=run_dir, skip_invalid=skip_invalid), as_json
+                plan_run(
+                    manifest,
+                    options,
+                    run_dir=run_dir,
+                    skip_invalid=skip_invalid,
+                    shard=chosen_shard,
+                ),
+                as_json,
             )
             return
         from bulkinvoke.runner import submit as submit_run
@@ -265,8 +346,32 @@ def submit(
             skip_invalid=skip_invalid,
             notifications_queue=notifications_queue,
             subscribers=_subscribers(stack, quiet or as_json),
+            shard=chosen_shard,
+            mirror=mirror,
         )
     _render_result(result, as_json)
+
+
+def _shard(spec: str | None, shards: int | None) -> Shard | None:
+    import os
+
+    from bulkinvoke.shards import ShardError, resolve_shard
+
+    try:
+        return resolve_shard(spec, shards, os.environ)
+    except ShardError as error:
+        _fail(str(error))
+
+
+def _mirror_settings(uri: str | None, lease_seconds: float | None = None) -> MirrorSettings | None:
+    from bulkinvoke.mirror import MirrorError, MirrorSettings
+
+    if uri is None:
+        return None
+    try:
+        return MirrorSettings(uri) if lease_seconds is None else MirrorSettings(uri, lease_seconds)
+    except MirrorError as error:
+        _fail(str(error))
 
 
 RegionOption = Annotated[str | None, typer.Option(help="AWS region [default: the run's].")]
@@ -288,6 +393,14 @@ NotificationsOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON summary.")]
+LedgerUriOption = Annotated[
+    str | None,
+    typer.Option(
+        help="s3://bucket/prefix/ to keep a copy of the ledger in (each shard under "
+        "shard-K-of-N/), uploaded after each compaction and at the end: a run moves to a new "
+        "machine by `resume NEW_DIR --ledger-uri` with the run's own prefix."
+    ),
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 
 
@@ -299,10 +412,45 @@ def _aws_overrides(
     return AwsSettings(region, profile, endpoint_url, s3_endpoint_url)
 
 
+def _continue_run(
+    run: Callable[..., RunResult],
+    timeout: float | None,
+    notifications_queue: str | None,
+    region: str | None,
+    profile: str | None,
+    endpoint_url: str | None,
+    s3_endpoint_url: str | None,
+    as_json: bool,
+    quiet: bool,
+) -> NoReturn:
+    """What resume, collect and retry share: the saved run, these overrides, one result."""
+    with ExitStack() as stack, _expected_errors():
+        result = run(
+            timeout=timeout,
+            aws=_aws_overrides(region, profile, endpoint_url, s3_endpoint_url),
+            notifications_queue=notifications_queue,
+            subscribers=_subscribers(stack, quiet or as_json),
+        )
+    _render_result(result, as_json)
+
+
 @app.command(epilog=EXIT_CODES_HELP)
 def resume(
-    run_dir: Annotated[Path, typer.Argument(help="The run directory to continue.")],
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="The run directory to continue; with --ledger-uri it may be empty or missing, "
+            "and is then filled from S3."
+        ),
+    ],
     wait: Annotated[bool, typer.Option(help="Wait for every output or failure.")] = True,
+    ledger_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="The S3 prefix this run's ledger is mirrored to (a shard's own "
+            "s3://.../shard-K-of-N/) [default: the one in run.json]."
+        ),
+    ] = None,
     timeout: TimeoutOption = None,
     notifications_queue: NotificationsOption = None,
     region: RegionOption = None,
@@ -315,16 +463,11 @@ def resume(
     """Continue an interrupted run: nothing is lost, nothing finished is sent again."""
     from bulkinvoke.runner import resume as resume_run
 
-    with ExitStack() as stack, _expected_errors():
-        result = resume_run(
-            run_dir,
-            wait=wait,
-            timeout=timeout,
-            aws=_aws_overrides(region, profile, endpoint_url, s3_endpoint_url),
-            notifications_queue=notifications_queue,
-            subscribers=_subscribers(stack, quiet or as_json),
-        )
-    _render_result(result, as_json)
+    _continue_run(
+        partial(resume_run, run_dir, wait=wait, mirror=_mirror_settings(ledger_uri)),
+        timeout, notifications_queue, region, profile, endpoint_url, s3_endpoint_url,
+        as_json, quiet,
+    )
 
 
 @app.command(epilog=EXIT_CODES_HELP + " Without --wait, 3 means results are still outstanding.")
@@ -345,16 +488,11 @@ def collect(
     """Record the outputs and failures that have appeared since; sends nothing."""
     from bulkinvoke.runner import collect as collect_results
 
-    with ExitStack() as stack, _expected_errors():
-        result = collect_results(
-            run_dir,
-            wait=wait,
-            timeout=timeout,
-            aws=_aws_overrides(region, profile, endpoint_url, s3_endpoint_url),
-            notifications_queue=notifications_queue,
-            subscribers=_subscribers(stack, quiet or as_json),
-        )
-    _render_result(result, as_json)
+    _continue_run(
+        partial(collect_results, run_dir, wait=wait),
+        timeout, notifications_queue, region, profile, endpoint_url, s3_endpoint_url,
+        as_json, quiet,
+    )
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -384,17 +522,11 @@ def retry(
                               (State.REJECTED, rejected))
         if wanted
     ) or (State.FAILED, State.EXPIRED)
-    with ExitStack() as stack, _expected_errors():
-        result = retry_run(
-            run_dir,
-            chosen,
-            wait=wait,
-            timeout=timeout,
-            aws=_aws_overrides(region, profile, endpoint_url, s3_endpoint_url),
-            notifications_queue=notifications_queue,
-            subscribers=_subscribers(stack, quiet or as_json),
-        )
-    _render_result(result, as_json)
+    _continue_run(
+        partial(retry_run, run_dir, chosen, wait=wait),
+        timeout, notifications_queue, region, profile, endpoint_url, s3_endpoint_url,
+        as_json, quiet,
+    )
 
 
 @app.command()
@@ -415,20 +547,75 @@ def status(
 
 @app.command()
 def export(
-    run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
+    run_dirs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="RUN_DIR...",
+            help="The run directory; or several, or s3:// ledger prefixes (--ledger-uri), whose "
+            "runs (the shards of one run) export as one table, sorted by row.",
+        ),
+    ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="FILE.parquet, FILE.csv or FILE.jsonl.")
     ],
     state: Annotated[
         list[str] | None, typer.Option(help="Only items in this state (repeatable).")
     ] = None,
+    with_output: Annotated[
+        bool,
+        typer.Option(
+            "--with-output",
+            help="Add each succeeded item's output body from S3 (its first 1 MiB): columns "
+            "output, output_encoding (utf-8 or base64), output_truncated, output_error.",
+        ),
+    ] = False,
+    expand_json: Annotated[
+        bool,
+        typer.Option(
+            "--expand-json",
+            help="Also spread outputs that are JSON objects into output.<key> columns "
+            "(nested values as JSON text); implies --with-output.",
+        ),
+    ] = False,
+    region: RegionOption = None,
+    profile: ProfileOption = None,
+    s3_endpoint_url: S3EndpointUrlOption = None,
 ) -> None:
-    """Write one row per manifest row: its state, IDs, locations, error, timings."""
-    from bulkinvoke.export import export_table
+    """Write one row per manifest row: its state, IDs, locations, error, timings, and with
+    --with-output its output. The file appears only once complete."""
+    from bulkinvoke.export import ExportStopped, export_table
+    from bulkinvoke.merge import local_runs
 
-    with _expected_errors():
-        written = export_table(run_dir, output, states=state or None)
-    out.print(f"wrote {written} rows to {output}")
+    aws = _aws_overrides(region, profile, None, s3_endpoint_url)
+    with _expected_errors(), local_runs(run_dirs, aws) as runs:
+        try:
+            result = export_table(
+                runs[0] if len(runs) == 1 else runs,
+                output,
+                states=state or None,
+                with_output=with_output,
+                expand_json=expand_json,
+                aws=aws,
+            )
+        except ExportStopped as error:
+            _fail(f"{error}; nothing was written", ExitCode.STOPPED)
+    message = f"wrote {result.rows} rows to {output}"
+    if with_output or expand_json:
+        message += (
+            f": {result.outputs} outputs ({result.truncated} cut at 1 MiB), "
+            f"{result.output_errors} could not be read"
+        )
+    if expand_json:
+        message += f", {result.json_columns} output.<key> columns"
+    out.print(message, highlight=False, markup=False, soft_wrap=True)
+    if result.json_columns_capped:
+        err.print(
+            f"note: only the first {result.json_columns} distinct JSON keys became columns; "
+            "the other keys are only in the output column",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def main() -> None:

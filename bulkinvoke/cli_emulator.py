@@ -7,11 +7,12 @@ import signal
 import threading
 from collections.abc import Iterator
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bulkinvoke.emulator import EmulatorConfig, EndpointSpec, Latency, LocalStack, start_local_stack
+if TYPE_CHECKING:
+    from bulkinvoke.emulator import EndpointSpec, LocalStack
 
 DEFAULT_ENDPOINT = "demo=s3://bulkinvoke-local/outputs,failure=s3://bulkinvoke-local/failures"
 _ENDPOINT_KEYS = {
@@ -25,6 +26,10 @@ _ENDPOINT_KEYS = {
 def parse_endpoint(text: str, default_handler: str | None = None) -> EndpointSpec:
     """``NAME=s3://bucket/out[,failure=s3://...][,success_topic=ARN][,error_topic=ARN]
     [,handler=module:function]`` as an EndpointSpec."""
+    # Imported here, as in emulator_command: the emulator package imports boto3, which every
+    # other command (and `bulkinvoke --help`) would pay for at start-up.
+    from bulkinvoke.emulator import EndpointSpec
+
     name, equals, rest = text.partition("=")
     output_path, *pairs = rest.split(",")
     if not equals or not output_path:
@@ -150,6 +155,8 @@ def emulator_command(
     region: Annotated[str, typer.Option(help="Region of the emulated services.")] = "us-east-1",
 ) -> None:
     """Serve a local SageMaker asynchronous inference endpoint, with S3, SNS and SQS."""
+    from bulkinvoke.emulator import EmulatorConfig, Latency, start_local_stack
+
     specs = [parse_endpoint(text, handler) for text in endpoint or [DEFAULT_ENDPOINT]]
     try:
         config = EmulatorConfig(

@@ -35,7 +35,14 @@ TEXT_FILE_WIDTH = 120
 
 
 def report_command(
-    run_dir: Annotated[Path, typer.Argument(help="The run directory to report on.")],
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="RUN_DIR...",
+            help="The run directory to report on; or several, or s3:// ledger prefixes "
+            "(--ledger-uri), whose runs (the shards of one run) make one report.",
+        ),
+    ],
     format: Annotated[
         ReportFormat | None,
         typer.Option(
@@ -53,15 +60,21 @@ def report_command(
     ] = None,
 ) -> None:
     """Counts, timings, latency percentiles, failures grouped by reason and charts of a run,
-    from its ledger alone (no AWS calls; works while the run is in progress)."""
+    from its ledger alone (no AWS calls but to download s3:// ledgers; works while the run is
+    in progress). The shards of one run make one report of their union."""
+    from bulkinvoke.aws import AwsConfigError
     from bulkinvoke.ledger_errors import LedgerError
+    from bulkinvoke.merge import local_runs
     from bulkinvoke.report import build_report
 
     chosen = format or _BY_SUFFIX.get(output.suffix.lower() if output else "", ReportFormat.TEXT)
     try:
-        report = build_report(run_dir)
-    except LedgerError as error:
+        with local_runs(sources) as run_dirs:
+            report = build_report(run_dirs[0] if len(run_dirs) == 1 else run_dirs)
+    except (LedgerError, AwsConfigError) as error:
         _fail(str(error))
+    # Downloaded runs live in a temporary directory: name them as the user did.
+    report["run"]["run_dir"] = ", ".join(sources)
     if output is None and chosen is ReportFormat.TEXT:
         from bulkinvoke.report_render import render_text
 
@@ -80,7 +93,10 @@ def report_command(
 
 
 def _fail(message: str) -> NoReturn:
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    # soft_wrap: a file name in the message must stay whole, to be copied from the terminal.
+    Console(stderr=True).print(
+        f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True
+    )
     raise typer.Exit(int(ExitCode.USAGE))
 
 

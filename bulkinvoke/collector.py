@@ -39,6 +39,9 @@ class Watch:
     failure_location: str | None
     submitted_at: float
     deadline: float
+    # The CustomAttributes the attempt was sent with: sensitive, and a model may echo them in
+    # its failure, so they are taken out of the error before it is recorded.
+    custom_attributes: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,12 +3,14 @@
 One thread (the caller's) owns the ledger and every piece of run state; calls run on a pool of
 ``concurrency`` threads and sweeps of S3 on one more, and both hand their results back through a
 queue. So the ledger has a single writer and no lock, and the order of the ledger is the order in
-which this thread learned things.
+which this thread learned things. Only the writing of its batches to disk happens on a thread of
+its own, so that sending goes on while the disk syncs.
 
 Durability rules, in the spirit of an idempotency record:
 
 * an attempt's ``submitting`` event is durable before its call is sent: intents are written for
-  a chunk of attempts ahead of the calls, so one fsync covers many calls;
+  a chunk of attempts ahead of the calls, so one fsync covers many calls, and the next chunk's
+  are written while this one's calls go out;
 * a call's result is recorded, and counted, only when the thread applies it; results are flushed
   within ``flush_interval`` seconds, which bounds what a kill -9 can forget.
 
@@ -18,6 +20,7 @@ already holds an object it is finished, else it is sent again with the same infe
 
 from __future__ import annotations
 
+import itertools
 import queue
 import time
 from collections import Counter, deque
@@ -37,6 +40,7 @@ from bulkinvoke.notifications import (
     Received,
     ResultNotice,
 )
+from bulkinvoke.retry import ErrorKind, classify
 from bulkinvoke.states import State
 
 
@@ -74,10 +78,41 @@ class EngineResult:
 class _Sweep:
     findings: list[Finding]
     requests: int
+    # Why no sweep can succeed until someone acts (expired credentials, access denied), if so.
+    stop: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _NotSent:
+    """A call still waiting in the pool's queue when the run began to stop: it stays unsent,
+    its attempt in doubt like that of any other call whose intent is written."""
+
+    call: Call
 
 
 _FAILURE_STATES = (State.FAILED, State.EXPIRED, State.REJECTED)
+
+
+def _redacted(text: str | None, custom_attributes: str | None) -> str | None:
+    """``text`` without the attempt's custom attributes, in the report's placeholder."""
+    if text and custom_attributes:
+        return text.replace(custom_attributes, "<custom-attributes>")
+    return text
+
+
+def _sweep_problem(error: Exception) -> tuple[str, bool]:
+    """One line about a failed sweep, and whether no sweep can succeed until someone acts.
+    botocore's errors go through ``classify``: their raw text may quote the refused request."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if not isinstance(error, ClientError | BotoCoreError):
+        return f"{type(error).__name__}: {error}", False
+    problem = classify(error)
+    return problem.describe(), problem.kind is ErrorKind.SYSTEMIC
+
+
 _EARLY_NOTICES_KEPT = 10_000
+_MAX_GATHER_S = 0.01
 
 
 class Engine:
@@ -139,6 +174,15 @@ class Engine:
         self._started = monotonic()
         self._last_flush = self._started
         self._last_progress = 0.0
+        # The latest batch write started on the writer thread (each includes every event recorded
+        # before it, and a failed one's events stay buffered for the next), and the receipts of
+        # the notifications whose news it makes durable.
+        self._write: Future[None] | None = None
+        self._receipts_in_write: list[str] = []
+        # Attempts at the head of the work whose intents are recorded, and whether a write that
+        # includes them has started: the next periodic write usually carries them.
+        self._ahead = 0
+        self._ahead_in_write = False
         self._chunk = max(2 * settings.concurrency, 32)
         if limiter.max_rate is not None:
             self._chunk = min(self._chunk, max(int(limiter.max_rate / 4), 8))
@@ -148,6 +192,7 @@ class Engine:
         calls = ThreadPoolExecutor(self._settings.concurrency, thread_name_prefix="invoke")
         sweeps = ThreadPoolExecutor(1, thread_name_prefix="collect")
         self._compactions = ThreadPoolExecutor(1, thread_name_prefix="compact")
+        self._writes = ThreadPoolExecutor(1, thread_name_prefix="ledger-write")
         if self._listener is not None:
             self._listener.start()
         outcome = Outcome.INTERRUPTED
@@ -161,7 +206,10 @@ class Engine:
             calls.shutdown(wait=False, cancel_futures=True)
             sweeps.shutdown(wait=False, cancel_futures=True)
             self._compactions.shutdown(wait=True)
-            self._flush(compact=False)
+            try:
+                self._flush(compact=False)
+            finally:
+                self._writes.shutdown(wait=True)
             if self._listener is not None:
                 self._listener.stop(self._finished_ids)
             self._publish_progress(force=True)
@@ -248,28 +296,61 @@ class Engine:
             return False
         if not (self._work or self._ready):
             return False
-        if self._calls_in_progress >= self._settings.concurrency:
+        if self._calls_in_progress >= self._dispatch_limit():
             return False
         cap = self._settings.max_in_flight
         return cap is None or self._calls_in_progress + len(self._watches) < cap
 
+    def _dispatch_limit(self) -> int:
+        # Unpaced, as many calls again wait in the pool's queue: a worker that finishes a call
+        # takes the next at once rather than waiting for this thread, which can then let results
+        # gather (see _gather). Paced calls are handed over only when due, so pacing holds.
+        concurrency = self._settings.concurrency
+        return concurrency if self._limiter.current_rate is not None else 2 * concurrency
+
     def _reserve(self) -> bool:
-        """Make the intent to send the next chunk of attempts durable before any is sent."""
+        """Make the next chunk of attempts ready to send once its intents are durable, and record
+        the intents of the chunk after it, for a write to carry while this chunk goes out:
+        sending waits for the disk only when it outruns it."""
+        if not self._ahead:
+            self._write_intents()
+        if not self._ahead:
+            return False
+        if not self._ahead_in_write:
+            self._start_write()
+        self._wait_for_write()
+        for _ in range(self._ahead):
+            self._ready.append(self._work.popleft())
+        self._ahead = 0
+        self._write_intents()
+        return True
+
+    def _write_intents(self) -> None:
         now = self._clock()
         fresh = 0
-        for _ in range(min(self._chunk, len(self._work))):
-            call = self._work.popleft()
+        self._ahead = min(self._chunk_size(), len(self._work))
+        for call in itertools.islice(self._work, self._ahead):
             self._ledger.record(
                 Event(call.row, call.attempt, State.SUBMITTING, now, inference_id=call.inference_id)
             )
-            self._ready.append(call)
             # Work that was in doubt is counted as submitting already.
             fresh += (call.row, call.attempt) not in self._in_doubt
         self._move_counts(State.PENDING, State.SUBMITTING, fresh)
-        self._flush()
-        return bool(self._ready)
+        self._ahead_in_write = False
+
+    def _chunk_size(self) -> int:
+        if self._limiter.max_rate is not None:
+            return self._chunk
+        # Without a rate limit, a quarter of a second of calls at the rate seen so far: at
+        # hundreds of calls a second a write of 32 intents each time costs more CPU than a call.
+        elapsed = self._monotonic() - self._started
+        seen = self._submitted / elapsed if elapsed > 0 else 0.0
+        return min(max(self._chunk, int(seen / 4)), 1000)
 
     def _send(self, call: Call) -> None:
+        if self._stop_reason is not None:
+            self._results.put(_NotSent(call))
+            return
         self._results.put(self._invoker.invoke(call))
 
     # -- results ---------------------------------------------------------------------------
@@ -279,17 +360,31 @@ class Engine:
             result = self._results.get(timeout=timeout)
         except queue.Empty:
             return
+        self._gather()
         for _ in range(10_000):
             if isinstance(result, CallResult):
                 self._apply_call(result)
             elif isinstance(result, _Sweep):
                 self._apply_sweep(result)
+            elif isinstance(result, _NotSent):
+                self._calls_in_progress -= 1
             else:
                 self._apply_notifications(result)
             try:
                 result = self._results.get_nowait()
             except queue.Empty:
                 return
+
+    def _gather(self) -> None:
+        """While calls wait in the pool's queue the workers need nothing from this thread: let
+        results gather for up to half the time those calls take, so that one wakeup of this
+        thread applies many results rather than each its own (a wakeup costs CPU that a GIL
+        shared with the workers turns into a slower run)."""
+        queued = self._calls_in_progress - self._settings.concurrency
+        elapsed = self._monotonic() - self._started
+        if queued <= 0 or not self._submitted or elapsed <= 0:
+            return
+        time.sleep(min(queued * elapsed / self._submitted / 2, _MAX_GATHER_S))
 
     def _apply_call(self, result: CallResult) -> None:
         self._calls_in_progress -= 1
@@ -325,6 +420,7 @@ class Engine:
                 result.failure_location,
                 result.at,
                 self._expected_result_by(call, result.at),
+                call.options.custom_attributes,
             )
         self._ledger.record(event)
         self._move_counts(State.SUBMITTING, result.state)
@@ -352,6 +448,10 @@ class Engine:
     def _apply_sweep(self, sweep: _Sweep) -> None:
         self._sweeping = False
         self._sweeps_done += 1
+        if sweep.stop is not None and self._stop_reason is None:
+            # Else the run would sweep, fail and wait for ever: stop it, resumably.
+            self._stop_reason = sweep.stop
+            self._subscribers.notice(NoticeLevel.ERROR, f"stopping: {sweep.stop}")
         found = 0
         for finding in sweep.findings:
             if self._finish(
@@ -416,7 +516,7 @@ class Engine:
                 self._clock(),
                 completed_at=completed_at,
                 output_bytes=output_bytes,
-                error=error,
+                error=_redacted(error, watch.custom_attributes),
                 output_location=output_location,
                 failure_location=failure_location,
             )
@@ -432,12 +532,17 @@ class Engine:
 
         def sweep() -> None:
             before = self._collector.requests.total
+            stop = None
             try:
                 findings = self._collector.sweep(snapshot)
             except Exception as error:
-                self._subscribers.notice(NoticeLevel.WARNING, f"collecting results: {error}")
                 findings = []
-            self._results.put(_Sweep(findings, self._collector.requests.total - before))
+                problem, systemic = _sweep_problem(error)
+                if systemic:
+                    stop = f"collecting results: {problem}"
+                else:
+                    self._warn(f"collecting results: {problem}")
+            self._results.put(_Sweep(findings, self._collector.requests.total - before, stop))
 
         sweeps.submit(sweep)
 
@@ -462,6 +567,8 @@ class Engine:
                 continue
             if isinstance(result, CallResult):
                 self._apply_call(result)
+            elif isinstance(result, _NotSent):
+                self._calls_in_progress -= 1
 
     # -- bookkeeping -----------------------------------------------------------------------
 
@@ -470,11 +577,27 @@ class Engine:
         self._counts[new] += n
 
     def _flush(self, *, compact: bool = True) -> None:
-        self._ledger.flush()
+        """Make every event recorded so far durable, and wait for it."""
+        self._start_write()
+        self._wait_for_write(compact=compact)
+
+    def _start_write(self) -> None:
+        """Write every event recorded so far, on the writer thread."""
+        self._receipts_in_write.extend(self._receipts_to_flush)
+        self._receipts_to_flush = []
+        self._write = self._writes.submit(self._ledger.flush)
         self._last_flush = self._monotonic()
-        if self._listener is not None and self._receipts_to_flush:
-            self._listener.recorded(self._receipts_to_flush)
-            self._receipts_to_flush = []
+        self._ahead_in_write = True
+
+    def _wait_for_write(self, *, compact: bool = True) -> None:
+        """Wait for the writes started so far; raise the error of the latest."""
+        if self._write is None:
+            return
+        self._write.result()
+        self._write = None
+        if self._listener is not None and self._receipts_in_write:
+            self._listener.recorded(self._receipts_in_write)
+        self._receipts_in_write = []
         if not compact:
             return
         # Compacting a large ledger takes a second or more: off this thread, so sending goes on.
@@ -484,10 +607,14 @@ class Engine:
             self._compaction = self._compactions.submit(self._ledger.maybe_compact)
 
     def _flush_if_due(self) -> None:
+        if self._write is not None:
+            if not self._write.done():
+                return
+            self._wait_for_write()
         if self._ledger.pending_events and (
             self._monotonic() - self._last_flush >= self._settings.flush_interval
         ):
-            self._flush()
+            self._start_write()
 
     def _publish_progress(self, *, force: bool = False) -> None:
         now = self._monotonic()
@@ -501,7 +628,7 @@ class Engine:
             Progress(
                 total=self._total,
                 counts={state: n for state, n in self._counts.items() if n},
-                calls_in_progress=self._calls_in_progress,
+                calls_in_progress=min(self._calls_in_progress, self._settings.concurrency),
                 awaiting_results=len(self._watches),
                 submit_rate=rate,
                 rate_limit=self._limiter.current_rate,

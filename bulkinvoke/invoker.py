@@ -7,8 +7,11 @@ records every outcome the same way.
 
 from __future__ import annotations
 
+import math
 import random
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +82,35 @@ class Invoker:
         self._clock = clock
         self._sleep = sleep
         self._rng = random.Random()
+        self._send_lock = threading.Lock()
+        # Monotonic times at which paced calls left in the last second (see _space_out).
+        self._recent_sends: deque[float] = deque()
+        events = getattr(getattr(client, "meta", None), "events", None)
+        if events is not None:
+            # Signed and about to leave: the last moment at which spacing can be enforced.
+            events.register("before-send.sagemaker-runtime.InvokeEndpointAsync", self._space_out)
+
+    def _space_out(self, **_: Any) -> None:
+        """Let a paced call leave only if the last second holds fewer calls than the rate.
+
+        The limiter paces the calls as they are handed to the pool, but on a busy machine a call
+        can then be held up on its way out (CPU, the GIL) and leave together with the next ones,
+        a burst the limiter cannot see. Checked here, at the last moment, no second holds more
+        than the rate; a call held up may still catch up within that, so the limiter's schedule
+        keeps setting the long-run rate.
+        """
+        while (rate := self._limiter.current_rate) is not None:
+            allowed = max(1, math.floor(rate))
+            with self._send_lock:
+                now = time.monotonic()
+                recent = self._recent_sends
+                while recent and recent[0] <= now - 1.0:
+                    recent.popleft()
+                if len(recent) < allowed:
+                    recent.append(now)
+                    return
+                wait = recent[-allowed] + 1.0 - now
+            self._sleep(wait)
 
     def parameters(self, call: Call) -> dict[str, Any]:
         parameters: dict[str, Any] = {

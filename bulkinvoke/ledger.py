@@ -382,9 +382,17 @@ class Ledger:
         ]
 
 
-def read_ledger(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
+def read_ledger(
+    run_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+) -> pd.DataFrame:
     """The export table of a run: one row per manifest row, with the state of its latest attempt;
-    times are timezone-aware UTC timestamps. Takes no lock, so it works while a run goes on."""
+    times are timezone-aware UTC timestamps. Takes no lock, so it works while a run goes on.
+    A list of run directories (the shards of one run) gives the table of their union, sorted
+    by row (``merge.read_ledgers``)."""
+    if not isinstance(run_dir, str | os.PathLike):
+        from bulkinvoke.merge import read_ledgers
+
+        return read_ledgers(run_dir)
     with Ledger.open(Path(run_dir), writable=False) as ledger:
         return export_frame(ledger.latest(["input_location"]))
 

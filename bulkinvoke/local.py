@@ -26,7 +26,11 @@ def default_inputs_dir(manifest: str) -> Path:
 
 @contextmanager
 def local_endpoint(
-    manifest: str, endpoint: str, *, inputs_dir: Path | None = None
+    manifest: str,
+    endpoint: str,
+    *,
+    inputs_dir: Path | None = None,
+    expected_bucket_owner: str | None = None,
 ) -> Iterator[AwsSettings]:
     from bulkinvoke.emulator import EndpointSpec, start_local_stack
     from bulkinvoke.manifest import read_manifest
@@ -42,15 +46,26 @@ def local_endpoint(
             endpoint_url=stack.sagemaker_url,
             s3_endpoint_url=stack.s3_url,
             static_credentials=LOCAL_CREDENTIALS,
+            expected_bucket_owner=expected_bucket_owner,
         )
         s3 = make_clients(settings).s3
-        locations = read_manifest(manifest, s3_client=s3).table.column("input_location")
-        upload_inputs(s3, locations.to_pylist(), inputs_dir or default_inputs_dir(manifest))
+        locations = read_manifest(
+            manifest, s3_client=s3, expected_bucket_owner=expected_bucket_owner
+        ).table.column("input_location")
+        upload_inputs(
+            s3,
+            locations.to_pylist(),
+            inputs_dir or default_inputs_dir(manifest),
+            expected_bucket_owner=expected_bucket_owner,
+        )
         yield settings
 
 
-def upload_inputs(s3: Any, locations: list[str], inputs_dir: Path) -> int:
+def upload_inputs(
+    s3: Any, locations: list[str], inputs_dir: Path, *, expected_bucket_owner: str | None = None
+) -> int:
     """Put each ``inputs_dir/<name>`` at the manifest location whose key ends in that name."""
+    owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
     buckets: set[str] = set()
     uploaded = 0
     for location in locations:
@@ -61,7 +76,7 @@ def upload_inputs(s3: Any, locations: list[str], inputs_dir: Path) -> int:
         if target.bucket not in buckets:
             _ensure_bucket(s3, target.bucket)
             buckets.add(target.bucket)
-        s3.put_object(Bucket=target.bucket, Key=target.key, Body=source.read_bytes())
+        s3.put_object(Bucket=target.bucket, Key=target.key, Body=source.read_bytes(), **owner)
         uploaded += 1
     return uploaded
 

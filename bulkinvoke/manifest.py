@@ -116,13 +116,19 @@ class Manifest:
         return self.table.num_rows + len(self.problems) + len(self.duplicates)
 
 
-def read_manifest(source: str | os.PathLike[str], *, s3_client: object | None = None) -> Manifest:
-    """Read and validate a manifest file, or list an ``s3://bucket/prefix/`` with ``s3_client``."""
+def read_manifest(
+    source: str | os.PathLike[str],
+    *,
+    s3_client: object | None = None,
+    expected_bucket_owner: str | None = None,
+) -> Manifest:
+    """Read and validate a manifest file, or list an ``s3://bucket/prefix/`` with ``s3_client``
+    (as ``expected_bucket_owner``'s bucket, if given)."""
     if isinstance(source, str) and source.startswith("s3://"):
         if s3_client is None:
             raise ValueError("an s3:// manifest source needs an s3_client")
         name = source
-        raw, digest = list_prefix_rows(source, s3_client)
+        raw, digest = list_prefix_rows(source, s3_client, expected_bucket_owner)
     else:
         name = os.fsdecode(source)
         raw, digest = read_file(name)

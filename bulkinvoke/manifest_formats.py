@@ -336,8 +336,11 @@ def _parquet_type_fits(column_type: Any, integer: bool) -> bool:
     return pa.types.is_null(column_type) or text or (integer and numeric)
 
 
-def list_prefix_rows(uri: str, s3_client: Any) -> tuple[RawRows, str]:
-    """Every object under an ``s3://bucket/prefix``, in key order, and the listing's fingerprint."""
+def list_prefix_rows(
+    uri: str, s3_client: Any, expected_bucket_owner: str | None = None
+) -> tuple[RawRows, str]:
+    """Every object under an ``s3://bucket/prefix``, in key order, and the listing's fingerprint;
+    with ``expected_bucket_owner``, S3 refuses to list a bucket of another account."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -346,8 +349,9 @@ def list_prefix_rows(uri: str, s3_client: Any) -> tuple[RawRows, str]:
         raise ManifestError(f"{uri}: not an s3://bucket/prefix/ URI") from None
     keys: list[str] = []
     try:
+        owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
         for page in s3_client.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=prefix
+            Bucket=bucket, Prefix=prefix, **owner
         ):
             # Keys ending in "/" are the "folders" of the S3 console, not inputs.
             keys.extend(o["Key"] for o in page.get("Contents", ()) if not o["Key"].endswith("/"))

@@ -16,6 +16,7 @@ HEADER_MAX = 1024
 INPUT_LOCATION_MAX = 1024
 OUTPUT_PATH_EXTENSION_MAX = 512
 FILENAME_MAX = 32
+ENDPOINT_NAME_MAX = 63
 REQUEST_TTL_RANGE = (60, 21600)
 INVOCATION_TIMEOUT_RANGE = (1, 3600)
 
@@ -28,6 +29,9 @@ HEADER_PATTERN = re.compile(r"[\x00-\x7f]*")
 INPUT_LOCATION_PATTERN = re.compile(r"(https|s3)://([^/]+)/?(.*)", re.DOTALL)
 OUTPUT_PATH_EXTENSION_PATTERN = re.compile(r"(?!s3:|https:)[a-zA-Z0-9!_.*'()/-]+")
 FILENAME_PATTERN = re.compile(r"(?!.*\..*\.)[a-zA-Z0-9][a-zA-Z0-9\-_.]*")
+# EndpointName: "^[a-zA-Z0-9](-*[a-zA-Z0-9])*". The service refuses any other name with a
+# ValidationError, which would reject every item of a run one call at a time.
+ENDPOINT_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 
 
 @dataclass(frozen=True)
@@ -120,4 +124,13 @@ def check_output_path_extension(value: str) -> str | None:
 def check_filename(value: str) -> str | None:
     if not 1 <= len(value) <= FILENAME_MAX or not FILENAME_PATTERN.fullmatch(value):
         return "filename must be 1-32 characters of a-z A-Z 0-9 - _ . with at most one dot"
+    return None
+
+
+def check_endpoint_name(value: str) -> str | None:
+    if len(value) > ENDPOINT_NAME_MAX or not ENDPOINT_NAME_PATTERN.fullmatch(value):
+        return (
+            f"endpoint name {value!r} must be 1-{ENDPOINT_NAME_MAX} letters, digits and "
+            "hyphens, starting and ending with a letter or digit"
+        )
     return None

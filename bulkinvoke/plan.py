@@ -147,6 +147,7 @@ def load_run_state(ledger: Ledger, factory: CallFactory) -> RunState:
                     failure,
                     sent,
                     factory.expected_result_by(call, sent),
+                    call.options.custom_attributes,
                 )
             )
     state.counts = counts

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,12 +59,22 @@ _NORMALISE = (
 )
 
 
-def build_report(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The report of the run in ``run_dir``, from its ledger alone (no AWS calls, no lock)."""
+def build_report(
+    run_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+) -> dict[str, Any]:
+    """The report of the run in ``run_dir``, from its ledger alone (no AWS calls, no lock). A
+    list of run directories (the shards of one run) gives the report of their union
+    (``merge.build_merged_report``)."""
     import pyarrow.parquet as pq
 
     from bulkinvoke.ledger import Ledger
     from bulkinvoke.ledger_io import PLAN_NAME
+    from bulkinvoke.shards import shard_summary
+
+    if not isinstance(run_dir, str | os.PathLike):
+        from bulkinvoke.merge import build_merged_report
+
+        return build_merged_report(run_dir)
 
     run_dir = Path(run_dir)
     with Ledger.open(run_dir, writable=False) as ledger:
@@ -71,10 +82,14 @@ def build_report(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         wanted = ["input_location", "custom_attributes"]
         table = ledger.latest([name for name in wanted if name in plan_names])
         config = ledger.config
-    return summarise(table, config, run_dir)
+    report = summarise(table, config, run_dir)
+    report["run"]["shards"] = shard_summary([config])
+    return report
 
 
-def summarise(table: pa.Table, config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+def summarise(
+    table: pa.Table, config: dict[str, Any], run_dir: str | os.PathLike[str]
+) -> dict[str, Any]:
     """The report of a ``Ledger.latest`` table (with ``input_location`` among its plan columns)."""
     import numpy as np
     import pyarrow as pa

@@ -7,25 +7,32 @@ the options it was started with. Both return a :class:`RunResult`; neither print
 
 from __future__ import annotations
 
+import math
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bulkinvoke.aws import AwsSettings, make_clients
 from bulkinvoke.collector import Collector, Watch
-from bulkinvoke.engine import Engine, EngineSettings, Outcome
+from bulkinvoke.engine import Engine, EngineResult, EngineSettings, Outcome
 from bulkinvoke.events import NoticeLevel, Subscribers
 from bulkinvoke.exit_codes import ExitCode
-from bulkinvoke.invoker import Invoker
+from bulkinvoke.invoker import Call, Invoker
 from bulkinvoke.ledger import Event, Ledger
+from bulkinvoke.ledger_io import CONFIG_NAME, read_config
 from bulkinvoke.limiter import RateLimiter
 from bulkinvoke.manifest import Manifest, problems_table, read_manifest
+from bulkinvoke.mirror import LedgerMirror, MirrorSettings, open_mirror, saved_settings
+from bulkinvoke.mirror_files import mirror_client
 from bulkinvoke.notifications import NotificationQueue
-from bulkinvoke.options import RequestOptions
+from bulkinvoke.options import RequestOptions, check_endpoint_name
 from bulkinvoke.plan import CallFactory, RunState, load_run_state
-from bulkinvoke.retry import RetryPolicy
+from bulkinvoke.retry import RetryPolicy, classify
+from bulkinvoke.shards import Shard, select_shard
 from bulkinvoke.states import State
 
 RUNS_ROOT = Path("bulkinvoke-runs")
@@ -112,10 +119,11 @@ class DryRun:
     invalid: int
 
 
-def default_run_dir(manifest: str, endpoint: str) -> Path:
+def default_run_dir(manifest: str, endpoint: str, shard: Shard | None = None) -> Path:
     name = manifest.rstrip("/").rsplit("/", 1)[-1] or manifest
     stem = Path(name).stem if not manifest.startswith("s3://") else name
-    return RUNS_ROOT / re.sub(r"[^A-Za-z0-9._-]+", "_", f"{stem}-{endpoint}")
+    suffix = f"-{shard.label}" if shard else ""
+    return RUNS_ROOT / re.sub(r"[^A-Za-z0-9._-]+", "_", f"{stem}-{endpoint}{suffix}")
 
 
 def parse_max_failures(text: str | None, total: int) -> int | None:
@@ -139,18 +147,34 @@ def submit(
     skip_invalid: bool = False,
     notifications_queue: str | None = None,
     subscribers: Subscribers | None = None,
+    shard: Shard | None = None,
+    mirror: MirrorSettings | None = None,
 ) -> RunResult:
-    """Run every row of a manifest through the endpoint, or continue the run already there."""
+    """Run every row of a manifest (or of its ``shard``) through the endpoint, or continue the
+    run already there. With ``mirror`` (else the one in run.json), the ledger is kept in S3 too
+    (each shard under its own ``shard-K-of-N/``), and a run only there is continued from it."""
     started = time.monotonic()
-    run_dir = run_dir or default_run_dir(manifest_source, options.endpoint)
+    _check_options(options)
+    run_dir = run_dir or default_run_dir(manifest_source, options.endpoint, shard)
+    if Ledger.exists(run_dir):
+        _check_shard(read_config(run_dir / CONFIG_NAME), shard)
     clients = make_clients(options.aws, max_connections=options.concurrency + 4)
-    manifest = _read_valid_manifest(manifest_source, clients.s3, skip_invalid)
-    ledger = _open_or_create(run_dir, manifest, options)
-    session = _Session(
-        options, clients, started, wait, timeout, notifications_queue, subscribers or Subscribers()
+    manifest = _read_valid_manifest(
+        manifest_source, clients.s3, skip_invalid, options.aws.expected_bucket_owner
     )
-    with ledger:
-        return _run(ledger, session, duplicates=len(manifest.duplicates))
+    if shard is not None:
+        manifest = select_shard(manifest, shard, options.id_namespace, options.endpoint)
+    subscribers = subscribers or Subscribers()
+    mirror = mirror.for_shard(shard) if mirror else saved_settings(run_dir)
+    owner = options.aws.expected_bucket_owner
+    owner_args = {"ExpectedBucketOwner": owner} if owner else {}
+    with open_mirror(run_dir, mirror, clients.s3, subscribers, owner_args) as copy:
+        ledger = _open_or_create(run_dir, manifest, options, shard, mirror)
+        session = _Session(
+            options, clients, started, wait, timeout, notifications_queue, subscribers, copy
+        )
+        with ledger:
+            return _run(ledger, session, duplicates=len(manifest.duplicates))
 
 
 def resume(
@@ -161,12 +185,16 @@ def resume(
     aws: AwsSettings | None = None,
     notifications_queue: str | None = None,
     subscribers: Subscribers | None = None,
+    mirror: MirrorSettings | None = None,
 ) -> RunResult:
-    """Continue a run from its ledger, with the options it was started with."""
+    """Continue a run from its ledger, with the options it was started with. With ``mirror``
+    (else the one in run.json) the ledger is kept in S3 too; an empty or missing ``run_dir`` is
+    first filled from it (the run moves to this machine)."""
     started = time.monotonic()
-    with _open_run(run_dir) as ledger:
+    subscribers = subscribers or Subscribers()
+    with _open_run(run_dir, aws, mirror, subscribers) as (ledger, copy):
         session = _resumed_session(
-            ledger, aws, started, wait, timeout, notifications_queue, subscribers
+            ledger, aws, started, wait, timeout, notifications_queue, subscribers, copy
         )
         return _run(ledger, session)
 
@@ -182,9 +210,10 @@ def collect(
 ) -> RunResult:
     """Record the results that have appeared in S3 (or the queue) since; send nothing."""
     started = time.monotonic()
-    with _open_run(run_dir) as ledger:
+    subscribers = subscribers or Subscribers()
+    with _open_run(run_dir, aws, None, subscribers) as (ledger, copy):
         session = _resumed_session(
-            ledger, aws, started, wait, timeout, notifications_queue, subscribers
+            ledger, aws, started, wait, timeout, notifications_queue, subscribers, copy
         )
         result = _run(ledger, session, send=False)
     if result.outcome is Outcome.ACCEPTED:
@@ -215,9 +244,10 @@ def retry(
     if unknown:
         raise RunError(f"only failed, expired or rejected items can be retried, not {unknown[0]}")
     started = time.monotonic()
-    with _open_run(run_dir) as ledger:
+    subscribers = subscribers or Subscribers()
+    with _open_run(run_dir, aws, None, subscribers) as (ledger, copy):
         session = _resumed_session(
-            ledger, aws, started, wait, timeout, notifications_queue, subscribers
+            ledger, aws, started, wait, timeout, notifications_queue, subscribers, copy
         )
         factory = CallFactory(ledger.plan(), session.options)
         now = time.time()
@@ -240,10 +270,16 @@ def dry_run(
     run_dir: Path | None = None,
     skip_invalid: bool = False,
     s3_client: Any = None,
+    shard: Shard | None = None,
 ) -> DryRun:
     """What ``submit`` would do, sending nothing and writing nothing."""
-    run_dir = run_dir or default_run_dir(manifest_source, options.endpoint)
-    manifest = _read_valid_manifest(manifest_source, s3_client, skip_invalid)
+    _check_options(options)
+    run_dir = run_dir or default_run_dir(manifest_source, options.endpoint, shard)
+    manifest = _read_valid_manifest(
+        manifest_source, s3_client, skip_invalid, options.aws.expected_bucket_owner
+    )
+    if shard is not None:
+        manifest = select_shard(manifest, shard, options.id_namespace, options.endpoint)
     factory = CallFactory(manifest.table, options)
     done = 0
     if Ledger.exists(run_dir):
@@ -266,19 +302,42 @@ def dry_run(
     )
 
 
-def _read_valid_manifest(source: str, s3_client: Any, skip_invalid: bool) -> Manifest:
-    manifest = read_manifest(source, s3_client=s3_client)
+def _check_options(options: RunOptions) -> None:
+    """Refuse, before anything is written, options that would fail every call or the run later
+    (and, saved in run.json, every resume of it too)."""
+    problem = check_endpoint_name(options.endpoint)
+    if problem:
+        raise RunError(problem)
+    if options.rate is not None and not (math.isfinite(options.rate) and options.rate > 0):
+        raise RunError(f"--rate must be a positive number of calls per second, not {options.rate}")
+    parse_max_failures(options.max_failures, 0)
+
+
+def _read_valid_manifest(
+    source: str, s3_client: Any, skip_invalid: bool, expected_bucket_owner: str | None = None
+) -> Manifest:
+    manifest = read_manifest(
+        source, s3_client=s3_client, expected_bucket_owner=expected_bucket_owner
+    )
     if manifest.problems and not skip_invalid:
         raise InvalidManifest(manifest)
     return manifest
 
 
-def _open_or_create(run_dir: Path, manifest: Manifest, options: RunOptions) -> Ledger:
+def _open_or_create(
+    run_dir: Path,
+    manifest: Manifest,
+    options: RunOptions,
+    shard: Shard | None,
+    mirror: MirrorSettings | None,
+) -> Ledger:
     if Ledger.exists(run_dir):
         ledger = Ledger.open(run_dir)
         try:
-            _check_same_run(ledger.config, manifest, options)
+            _check_same_run(ledger.config, manifest, options, shard)
             ledger.config["options"] = options.to_config()
+            if mirror is not None:
+                ledger.config["mirror"] = mirror.to_config()
             ledger.save_config(ledger.config)
         except BaseException:
             ledger.close()
@@ -303,6 +362,8 @@ def _open_or_create(run_dir: Path, manifest: Manifest, options: RunOptions) -> L
             "duplicates": len(manifest.duplicates),
         },
         "options": options.to_config(),
+        "shard": shard.to_config() if shard else None,
+        "mirror": mirror.to_config() if mirror else None,
     }
     ledger = Ledger.create(run_dir, config, plan)
     now = time.time()
@@ -315,7 +376,21 @@ def _open_or_create(run_dir: Path, manifest: Manifest, options: RunOptions) -> L
     return ledger
 
 
-def _check_same_run(config: dict[str, Any], manifest: Manifest, options: RunOptions) -> None:
+def _check_shard(config: dict[str, Any], shard: Shard | None) -> None:
+    before = Shard.from_config(config.get("shard"))
+    if before != shard:
+        held = f"shard {before}" if before else "the whole manifest"
+        asked = f"shard {shard}" if shard else "the whole manifest"
+        raise RunError(
+            f"the run in this directory is of {held}, not {asked}: each shard is a run of its "
+            "own, in its own --run-dir"
+        )
+
+
+def _check_same_run(
+    config: dict[str, Any], manifest: Manifest, options: RunOptions, shard: Shard | None
+) -> None:
+    _check_shard(config, shard)
     saved = config["manifest"]
     if saved["fingerprint"] != manifest.fingerprint:
         raise RunError(
@@ -343,12 +418,28 @@ class _Session:
     timeout: float | None
     notifications_queue: str | None
     subscribers: Subscribers
+    mirror: LedgerMirror | None = None
 
 
-def _open_run(run_dir: Path) -> Ledger:
-    if not Ledger.exists(run_dir):
-        raise RunError(f"{run_dir} holds no bulkinvoke run")
-    return Ledger.open(run_dir)
+@contextmanager
+def _open_run(
+    run_dir: Path,
+    aws: AwsSettings | None,
+    mirror: MirrorSettings | None,
+    subscribers: Subscribers,
+) -> Iterator[tuple[Ledger, LedgerMirror | None]]:
+    """The run's ledger, open for writing, and its mirror (``mirror``, else the one in
+    run.json), whose lease is held until the end; a run only in the mirror is downloaded."""
+    settings = mirror or saved_settings(run_dir)
+    s3, owner_args = mirror_client(run_dir, aws) if settings else (None, {})
+    with open_mirror(run_dir, settings, s3, subscribers, owner_args) as copy:
+        if not Ledger.exists(run_dir):
+            elsewhere = f", nor does {settings.uri}" if settings else ""
+            raise RunError(f"{run_dir} holds no bulkinvoke run{elsewhere}")
+        with Ledger.open(run_dir) as ledger:
+            if mirror is not None and ledger.config.get("mirror") != mirror.to_config():
+                ledger.save_config({**ledger.config, "mirror": mirror.to_config()})
+            yield ledger, copy
 
 
 def _resumed_session(
@@ -359,13 +450,21 @@ def _resumed_session(
     timeout: float | None,
     notifications_queue: str | None,
     subscribers: Subscribers | None,
+    mirror: LedgerMirror | None = None,
 ) -> _Session:
     options = RunOptions.from_config(ledger.config["options"])
     if aws is not None:
         options = replace(options, aws=options.aws.merged_with(aws))
     clients = make_clients(options.aws, max_connections=options.concurrency + 4)
     return _Session(
-        options, clients, started, wait, timeout, notifications_queue, subscribers or Subscribers()
+        options,
+        clients,
+        started,
+        wait,
+        timeout,
+        notifications_queue,
+        subscribers or Subscribers(),
+        mirror,
     )
 
 
@@ -397,8 +496,6 @@ def _run(ledger: Ledger, session: _Session, *, send: bool = True, duplicates: in
     factory = CallFactory(ledger.plan(), options)
     collector = Collector(clients.s3, expected_bucket_owner=options.aws.expected_bucket_owner)
     state: RunState = load_run_state(ledger, factory)
-    if send and state.in_doubt:
-        _settle_in_doubt(ledger, state, collector, session.subscribers)
     limiter = RateLimiter(options.rate)
     invoker = Invoker(
         clients.sagemaker_runtime,
@@ -412,36 +509,76 @@ def _run(ledger: Ledger, session: _Session, *, send: bool = True, duplicates: in
         if session.notifications_queue
         else None
     )
-    engine = Engine(
-        ledger,
-        invoker,
-        collector,
-        limiter,
-        EngineSettings(
-            concurrency=options.concurrency,
-            max_in_flight=options.max_in_flight,
-            wait=session.wait,
-            deadline=session.started + session.timeout if session.timeout is not None else None,
-            max_failures=parse_max_failures(options.max_failures, state.total),
-            sweep_once=not send,
-        ),
-        work=state.work if send else [],
-        in_doubt={(call.row, call.attempt) for call in state.in_doubt},
-        watches=state.watches,
-        counts=state.counts,
-        expected_result_by=factory.expected_result_by,
-        notifications=notifications,
-        subscribers=session.subscribers,
-    )
-    result = engine.run()
+
+    def make_engine(state: RunState, *, wait: bool, work: list[Call]) -> Engine:
+        return Engine(
+            ledger,
+            invoker,
+            collector,
+            limiter,
+            EngineSettings(
+                concurrency=options.concurrency,
+                max_in_flight=options.max_in_flight,
+                wait=wait,
+                deadline=session.started + session.timeout if session.timeout is not None else None,
+                max_failures=parse_max_failures(options.max_failures, state.total),
+                sweep_once=not send,
+            ),
+            work=work,
+            in_doubt={(call.row, call.attempt) for call in state.in_doubt},
+            watches=state.watches,
+            counts=state.counts,
+            expected_result_by=factory.expected_result_by,
+            notifications=notifications,
+            subscribers=session.subscribers,
+        )
+
+    sent_first = 0
+    if send and state.in_doubt and state.output_directory is None:
+        # Where outputs land is learned from an accepted call, and a session killed before any
+        # answer was on disk leaves in-doubt items that cannot be looked for: send one call
+        # first, a pending item's if there is one (so it cannot be a duplicate), then look.
+        first = state.work[:1] or state.in_doubt[:1]
+        probe = make_engine(replace(state, watches=[]), wait=False, work=first).run()
+        if probe.outcome is not Outcome.ACCEPTED and probe.outcome is not Outcome.COMPLETE:
+            return _session_result(ledger, session, state, probe, duplicates)
+        sent_first = probe.submitted
+        state = load_run_state(ledger, factory)
+    if send and state.in_doubt:
+        problem = _settle_in_doubt(ledger, state, collector, session.subscribers)
+        if problem is not None:
+            session.subscribers.notice(NoticeLevel.ERROR, f"stopping: {problem}")
+            stopped = EngineResult(Outcome.STOPPED, state.counts, stop_reason=problem)
+            return _session_result(ledger, session, state, stopped, duplicates)
+    engine = make_engine(state, wait=session.wait, work=state.work if send else [])
+    mirror = session.mirror
+    with mirror.running() if mirror else nullcontext():
+        result = engine.run()
+    return _session_result(ledger, session, state, result, duplicates, sent_first)
+
+
+def _session_result(
+    ledger: Ledger,
+    session: _Session,
+    state: RunState,
+    result: EngineResult,
+    duplicates: int,
+    sent_first: int = 0,
+) -> RunResult:
+    outcome, stop_reason = result.outcome, result.stop_reason
+    # The run is done but a new machine would resume from an older ledger: resumable, exit 4.
+    problem = session.mirror.final_sync() if session.mirror else None
+    if problem is not None:
+        session.subscribers.notice(NoticeLevel.ERROR, problem)
+        outcome, stop_reason = Outcome.STOPPED, problem
     return RunResult(
         run_dir=ledger.run_dir,
-        outcome=result.outcome,
+        outcome=outcome,
         counts=result.counts,
         total=state.total,
         elapsed_s=time.monotonic() - session.started,
-        submitted=result.submitted,
-        stop_reason=result.stop_reason,
+        submitted=sent_first + result.submitted,
+        stop_reason=stop_reason,
         duplicates=duplicates,
         s3_requests=result.s3_requests,
     )
@@ -449,15 +586,25 @@ def _run(ledger: Ledger, session: _Session, *, send: bool = True, duplicates: in
 
 def _settle_in_doubt(
     ledger: Ledger, state: RunState, collector: Collector, subscribers: Subscribers
-) -> None:
-    """Attempts whose call may or may not have been sent: finished ones are not sent again."""
+) -> str | None:
+    """Attempts whose call may or may not have been sent: finished ones are not sent again.
+    Returns why the run must stop instead, if S3 cannot be asked which are finished."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     watches = [
         Watch(call.row, call.attempt, call.inference_id, location, None, 0.0, float("inf"))
         for call in state.in_doubt
         if (location := state.expected_output(call)) is not None
     ]
     locations = {(w.row, w.attempt): w.output_location for w in watches}
-    findings = collector.sweep(watches) if watches else []
+    try:
+        findings = collector.sweep(watches) if watches else []
+    except (ClientError, BotoCoreError) as error:
+        # Sending them again blind could repeat every one; the next resume asks again.
+        return (
+            f"cannot check S3 for the outputs of {len(watches)} in-doubt items "
+            f"({classify(error).describe()}); resume once S3 can be read"
+        )
     now = time.time()
     finished = set()
     for finding in findings:
@@ -483,3 +630,4 @@ def _settle_in_doubt(
         NoticeLevel.INFO,
         f"{len(finished)} in-doubt item(s) already had output; {len(resend)} will be sent again",
     )
+    return None

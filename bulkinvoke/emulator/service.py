@@ -115,6 +115,14 @@ class AsyncInferenceService:
             self._endpoints = {**self._endpoints, spec.name: spec}
         self._stats.add_endpoint(spec.name)
 
+    def remove_endpoint(self, name: str) -> None:
+        """Delete an endpoint, as DeleteEndpoint does: calls to it are refused from now on as for
+        any unknown endpoint; calls it already accepted still finish."""
+        with self._changes_lock:
+            if name not in self._endpoints:
+                raise ValueError(f"no endpoint named {name!r}")
+            self._endpoints = {k: v for k, v in self._endpoints.items() if k != name}
+
     def _ensure_bucket(self, bucket: str) -> None:
         s3 = self._clients.s3()
         try:

@@ -82,6 +82,10 @@ class LocalStack:
         """Declare an endpoint; creates its output/failure buckets and topics if missing."""
         self._service.add_endpoint(spec)
 
+    def remove_endpoint(self, name: str) -> None:
+        """Delete an endpoint while running: later calls to it fail with "not found"."""
+        self._service.remove_endpoint(name)
+
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until every accepted call has its output or failure; False on timeout."""
         return self._service.wait_idle(timeout)

@@ -1,0 +1,181 @@
+"""Real servers on loopback for the reliability tests, and the fault tools from bench/.
+
+The emulator and moto run in this process; `bulkinvoke` runs as a subprocess (or in-process
+through typer's CliRunner where only speed matters), reaching them as a user's shell would. The
+fault-injecting proxy, the crash harness and the ``sitecustomize`` hook that injects disk errors
+and crashes live in bench/, which the long versions run from; the tests import them from there.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from hypothesis import HealthCheck, settings
+
+from bulkinvoke.emulator import EmulatorConfig, EndpointSpec, LocalStack, start_local_stack
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "bench"
+FAULT_INJECT = BENCH / "fault_inject"
+# The test modules import fault_proxy and crash_fuzz from here.
+sys.path.insert(0, str(BENCH))
+
+ENDPOINT = "rel"
+INPUT_BUCKET = "rel-inputs"
+OUTPUT_BUCKET = "rel-results"
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "AKIARELIABILITYTEST1",
+    "AWS_SECRET_ACCESS_KEY": "fake/secret/for/reliability/tests/012345",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+# Fuzzing: few examples in CI, many more with HYPOTHESIS_PROFILE=long (see bench/RELIABILITY.md).
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+settings.register_profile(
+    "ci",
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.data_too_large,
+    ],
+)
+settings.register_profile("long", parent=settings.get_profile("ci"))
+EXAMPLES_SCALE = 20 if PROFILE == "long" else 1
+
+
+def fuzz_settings(ci_examples: int) -> settings:
+    """The profile's settings with ``ci_examples`` examples in CI (20 times more when long)."""
+    return settings(settings.get_profile(PROFILE), max_examples=ci_examples * EXAMPLES_SCALE)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    saved = {k: os.environ.get(k) for k in FAKE_CREDENTIALS}
+    os.environ.update(FAKE_CREDENTIALS)
+    endpoint = EndpointSpec(ENDPOINT, f"s3://{OUTPUT_BUCKET}/out", f"s3://{OUTPUT_BUCKET}/fail")
+    with start_local_stack([endpoint], EmulatorConfig(workers=8)) as local:
+        s3 = boto3.client("s3", endpoint_url=local.s3_url, region_name="us-east-1")
+        s3.create_bucket(Bucket=INPUT_BUCKET)
+        yield local
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def emulator(stack: LocalStack) -> Iterator[LocalStack]:
+    """The shared stack, with its fault knobs and endpoints back to normal after each test."""
+    yield stack
+    stack.configure(
+        latency=EmulatorConfig().latency,
+        capacity_per_second=None,
+        unavailable_probability=0.0,
+        internal_failure_probability=0.0,
+        model_failure_probability=0.0,
+        workers=8,
+    )
+    if ENDPOINT not in {spec.name for spec in stack.endpoints()}:
+        stack.add_endpoint(
+            EndpointSpec(ENDPOINT, f"s3://{OUTPUT_BUCKET}/out", f"s3://{OUTPUT_BUCKET}/fail")
+        )
+
+
+@pytest.fixture
+def s3(stack: LocalStack) -> Any:
+    return boto3.client("s3", endpoint_url=stack.s3_url, region_name="us-east-1")
+
+
+@dataclass
+class Dataset:
+    manifest: Path
+    locations: list[str]
+
+
+def make_dataset(s3: Any, directory: Path, n: int, *, missing: int = 0) -> Dataset:
+    """n inputs under a fresh prefix (the last ``missing`` of them never uploaded)."""
+    prefix = f"data-{uuid.uuid4().hex[:8]}"
+    locations = []
+    for i in range(n):
+        key = f"{prefix}/item-{i:06d}.json"
+        if i < n - missing:
+            s3.put_object(Bucket=INPUT_BUCKET, Key=key, Body=f'{{"i": {i}}}'.encode())
+        locations.append(f"s3://{INPUT_BUCKET}/{key}")
+    manifest = directory / f"{prefix}.csv"
+    manifest.write_text("input_location\n" + "\n".join(locations) + "\n")
+    return Dataset(manifest, locations)
+
+
+def cli_env(
+    stack: LocalStack,
+    *,
+    sagemaker_url: str | None = None,
+    s3_url: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BULKINVOKE_"))}
+    env.update(FAKE_CREDENTIALS)
+    env["AWS_ENDPOINT_URL_S3"] = s3_url or stack.s3_url
+    env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = sagemaker_url or stack.sagemaker_url
+    env.update(extra or {})
+    return env
+
+
+def with_fault_hook(env: dict[str, str], **variables: str) -> dict[str, str]:
+    """``env`` with bench/fault_inject's sitecustomize loaded and configured by ``variables``."""
+    return {
+        **env,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(FAULT_INJECT), env.get("PYTHONPATH")])),
+        **variables,
+    }
+
+
+def run_cli(
+    env: dict[str, str], *args: str, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bulkinvoke", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bulkinvoke", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]:
+    """The output of a process started by ``start_cli``; killed, not left behind, if it hangs."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+
+
+def assert_clean_error(stderr: str) -> None:
+    """A failure the user can act on: one ``error:`` line, never a traceback."""
+    assert "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
