@@ -151,7 +151,7 @@ def submit(
     run_dir: Annotated[
         Path | None,
         typer.Option(
-            help="Where the ledger lives [default: bulkinvoke-runs/<manifest>-<endpoint>]."
+            help="Where the ledger lives (default: bulkinvoke-runs/<manifest>-<endpoint>)."
         ),
     ] = None,
     rate: Annotated[
@@ -206,7 +206,7 @@ def submit(
         typer.Option(
             min=1,
             help="Seconds after acceptance with no result before an item is expired "
-            "[default: its TTL + invocation timeout + 300].",
+            "(default: its TTL + invocation timeout + 300).",
         ),
     ] = None,
     local: Annotated[
@@ -216,7 +216,7 @@ def submit(
         Path | None,
         typer.Option(
             help="With --local: folder of input files to upload "
-            "[default: <manifest stem>-inputs/ beside the manifest]."
+            "(default: <manifest stem>-inputs/ beside the manifest)."
         ),
     ] = None,
     region: Annotated[str | None, typer.Option(help="AWS region.")] = None,
@@ -234,7 +234,7 @@ def submit(
             min=0.1,
             max=3600,
             help="Seconds to wait for each InvokeEndpointAsync answer before retrying it with "
-            "the same inference ID, 0.1-3600 [default: 60].",
+            "the same inference ID, 0.1-3600 (default: 60).",
         ),
     ] = None,
     shard: Annotated[
@@ -374,13 +374,13 @@ def _mirror_settings(uri: str | None, lease_seconds: float | None = None) -> Mir
         _fail(str(error))
 
 
-RegionOption = Annotated[str | None, typer.Option(help="AWS region [default: the run's].")]
-ProfileOption = Annotated[str | None, typer.Option(help="AWS profile [default: the run's].")]
+RegionOption = Annotated[str | None, typer.Option(help="AWS region (default: the run's).")]
+ProfileOption = Annotated[str | None, typer.Option(help="AWS profile (default: the run's).")]
 EndpointUrlOption = Annotated[
-    str | None, typer.Option(help="sagemaker-runtime endpoint URL [default: the run's].")
+    str | None, typer.Option(help="sagemaker-runtime endpoint URL (default: the run's).")
 ]
 S3EndpointUrlOption = Annotated[
-    str | None, typer.Option(help="S3 endpoint URL [default: the run's].")
+    str | None, typer.Option(help="S3 endpoint URL (default: the run's).")
 ]
 TimeoutOption = Annotated[
     float | None, typer.Option(min=0, help="Stop waiting after this many seconds (resumable).")
@@ -448,7 +448,7 @@ def resume(
         str | None,
         typer.Option(
             help="The S3 prefix this run's ledger is mirrored to (a shard's own "
-            "s3://.../shard-K-of-N/) [default: the one in run.json]."
+            "s3://.../shard-K-of-N/) (default: the one in run.json)."
         ),
     ] = None,
     timeout: TimeoutOption = None,

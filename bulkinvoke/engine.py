@@ -201,7 +201,8 @@ class Engine:
         finally:
             # Also on Ctrl-C: let the calls already sent finish, so their results are recorded
             # rather than left in doubt.
-            self._stop_reason = self._stop_reason or "interrupted"
+            if outcome is Outcome.INTERRUPTED:
+                self._stop_reason = self._stop_reason or "interrupted"
             self._drain_calls()
             calls.shutdown(wait=False, cancel_futures=True)
             sweeps.shutdown(wait=False, cancel_futures=True)
@@ -213,10 +214,11 @@ class Engine:
             if self._listener is not None:
                 self._listener.stop(self._finished_ids)
             self._publish_progress(force=True)
+        finished_normally = outcome in (Outcome.COMPLETE, Outcome.ACCEPTED)
         return EngineResult(
             outcome,
             dict(self._counts),
-            stop_reason=self._stop_reason if outcome is not Outcome.COMPLETE else None,
+            stop_reason=None if finished_normally else self._stop_reason,
             submitted=self._submitted,
             s3_requests=self._collector.requests.total,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import typer.main
 from typer.testing import CliRunner
@@ -23,6 +25,10 @@ def test_command_has_help_text(name: str) -> None:
     for parameter in command.params:
         if parameter.param_type_name == "option" and parameter.name != "help":
             assert parameter.help, f"{name} {parameter.opts} has no help text"
+            # rich reads "[word ...]" as markup and drops it from the rendered help
+            assert not re.search(r"\[[a-z]", parameter.help), (
+                f"{name} {parameter.opts}: brackets in help text vanish as rich markup"
+            )
     result = CliRunner().invoke(app, [name, "--help"])
     assert result.exit_code == 0
     assert "Usage" in result.output

@@ -29,7 +29,8 @@ def test_list_and_head_strategies_find_the_same_results(
 ) -> None:
     data = make_dataset(s3, tmp_path, 30, missing=5)
     run_dir = tmp_path / "run"
-    assert _submit(emulator, data.manifest, run_dir, "--no-wait")["exit"] == 0
+    accepted = _submit(emulator, data.manifest, run_dir, "--no-wait")
+    assert (accepted["exit"], accepted["outcome"], accepted["stop_reason"]) == (0, "accepted", None)
     assert emulator.wait_idle(30)
     with Ledger.open(run_dir, writable=False) as ledger:
         options = RunOptions.from_config(ledger.config["options"])
