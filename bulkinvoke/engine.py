@@ -534,17 +534,19 @@ class Engine:
 
         def sweep() -> None:
             before = self._collector.requests.total
+            findings: list[Finding] = []
             stop = None
             try:
                 findings = self._collector.sweep(snapshot)
             except Exception as error:
-                findings = []
                 problem, systemic = _sweep_problem(error)
                 if systemic:
                     stop = f"collecting results: {problem}"
                 else:
                     self._warn(f"collecting results: {problem}")
-            self._results.put(_Sweep(findings, self._collector.requests.total - before, stop))
+            finally:
+                # The loop waits for this result before it sweeps again: it must always arrive.
+                self._results.put(_Sweep(findings, self._collector.requests.total - before, stop))
 
         sweeps.submit(sweep)
 
