@@ -372,7 +372,8 @@ def run_dir(tmp_path: Path) -> Path:
     return make_run(tmp_path / "run", list(OUTPUTS))
 
 
-def _read(path: Path) -> pd.DataFrame:
+def read_export(path: Path) -> pd.DataFrame:
+    """An exported file, whatever its format, as a DataFrame."""
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
     if path.suffix == ".csv":
@@ -402,7 +403,7 @@ def test_plain_text_exports_hold_read_ledgers_values(
     run_dir: Path, tmp_path: Path, name: str
 ) -> None:
     export_table(run_dir, tmp_path / name)
-    expected, got = read_ledger(run_dir), _read(tmp_path / name)
+    expected, got = read_ledger(run_dir), read_export(tmp_path / name)
     assert list(got.columns) == list(expected.columns)
     for column in ("row", "input_location", "state", "attempts", "output_location", "retries"):
         assert _values(got[column]) == _values(expected[column])
@@ -447,7 +448,7 @@ def test_with_output_adds_bodies_and_writes_nothing_else(
     # Keys like ../../etc/passwd, /abs/olute or NUL went into cells, never into paths.
     assert _files(tmp_path) == ["exports", f"exports/{name}"]
     assert all(call["ExpectedBucketOwner"] == OWNER for call in s3.calls)
-    got = _read(target)
+    got = read_export(target)
     assert _values(got["output"]) == [
         '{"label": "cat", "score": 0.5}',
         "plain text",
@@ -471,7 +472,7 @@ def test_expand_json_spreads_objects_into_columns(
 ) -> None:
     result = export_table(run_dir, tmp_path / name, expand_json=True, s3_client=FakeS3(OUTPUTS))
     assert (result.json_columns, result.json_columns_capped) == (2, False)
-    got = _read(tmp_path / name)
+    got = read_export(tmp_path / name)
     assert list(got.columns) == [
         *read_ledger(run_dir).columns,
         "output", "output_encoding", "output_truncated", "output_error",

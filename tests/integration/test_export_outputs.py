@@ -3,7 +3,6 @@ bodies compared with the S3 objects, in every format."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import uuid
@@ -22,6 +21,7 @@ from bulkinvoke.export_outputs import OUTPUT_LIMIT
 from bulkinvoke.ledger import Event, Ledger, read_ledger
 from bulkinvoke.s3uri import parse_s3_uri
 from bulkinvoke.states import State
+from tests.test_export import read_export
 
 from .conftest import INPUT_BUCKET, OUTPUT_BUCKET, Dataset, cli_env, make_dataset, run_cli
 
@@ -51,14 +51,6 @@ def job(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     yield Job(data, run_dir, read_ledger(run_dir))
 
 
-def _read(path: Path) -> pd.DataFrame:
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    if path.suffix == ".csv":
-        return pd.read_csv(path, keep_default_na=False, na_values=[""])
-    return pd.DataFrame([json.loads(line) for line in path.read_text().splitlines()])
-
-
 def _body(stack: LocalStack, location: str) -> str:
     target = parse_s3_uri(location)
     return _client(stack).get_object(Bucket=target.bucket, Key=target.key)["Body"].read().decode()
@@ -68,7 +60,7 @@ def _export(stack: LocalStack, job: Job, target: Path, *args: str) -> pd.DataFra
     done = run_cli(stack, "export", str(job.run_dir), "-o", str(target), *args)
     assert done.returncode == 0, done.stderr
     assert f"to {target}" in done.stdout
-    return _read(target)
+    return read_export(target)
 
 
 @pytest.mark.parametrize("name", ["out.parquet", "out.csv", "out.jsonl"])

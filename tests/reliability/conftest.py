@@ -11,17 +11,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from hypothesis import HealthCheck, settings
 
-from bulkinvoke.emulator import EmulatorConfig, EndpointSpec, LocalStack, start_local_stack
+from bulkinvoke.emulator import EndpointSpec, LocalStack
+from tests.loopback import Dataset, reset_faults, s3_client, serve_stack, upload_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench"
@@ -60,32 +58,15 @@ def fuzz_settings(ci_examples: int) -> settings:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
-    saved = {k: os.environ.get(k) for k in FAKE_CREDENTIALS}
-    os.environ.update(FAKE_CREDENTIALS)
     endpoint = EndpointSpec(ENDPOINT, f"s3://{OUTPUT_BUCKET}/out", f"s3://{OUTPUT_BUCKET}/fail")
-    with start_local_stack([endpoint], EmulatorConfig(workers=8)) as local:
-        s3 = boto3.client("s3", endpoint_url=local.s3_url, region_name="us-east-1")
-        s3.create_bucket(Bucket=INPUT_BUCKET)
-        yield local
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    yield from serve_stack([endpoint], FAKE_CREDENTIALS, INPUT_BUCKET)
 
 
 @pytest.fixture
 def emulator(stack: LocalStack) -> Iterator[LocalStack]:
     """The shared stack, with its fault knobs and endpoints back to normal after each test."""
     yield stack
-    stack.configure(
-        latency=EmulatorConfig().latency,
-        capacity_per_second=None,
-        unavailable_probability=0.0,
-        internal_failure_probability=0.0,
-        model_failure_probability=0.0,
-        workers=8,
-    )
+    reset_faults(stack, workers=8)
     if ENDPOINT not in {spec.name for spec in stack.endpoints()}:
         stack.add_endpoint(
             EndpointSpec(ENDPOINT, f"s3://{OUTPUT_BUCKET}/out", f"s3://{OUTPUT_BUCKET}/fail")
@@ -94,27 +75,11 @@ def emulator(stack: LocalStack) -> Iterator[LocalStack]:
 
 @pytest.fixture
 def s3(stack: LocalStack) -> Any:
-    return boto3.client("s3", endpoint_url=stack.s3_url, region_name="us-east-1")
-
-
-@dataclass
-class Dataset:
-    manifest: Path
-    locations: list[str]
+    return s3_client(stack)
 
 
 def make_dataset(s3: Any, directory: Path, n: int, *, missing: int = 0) -> Dataset:
-    """n inputs under a fresh prefix (the last ``missing`` of them never uploaded)."""
-    prefix = f"data-{uuid.uuid4().hex[:8]}"
-    locations = []
-    for i in range(n):
-        key = f"{prefix}/item-{i:06d}.json"
-        if i < n - missing:
-            s3.put_object(Bucket=INPUT_BUCKET, Key=key, Body=f'{{"i": {i}}}'.encode())
-        locations.append(f"s3://{INPUT_BUCKET}/{key}")
-    manifest = directory / f"{prefix}.csv"
-    manifest.write_text("input_location\n" + "\n".join(locations) + "\n")
-    return Dataset(manifest, locations)
+    return upload_dataset(s3, INPUT_BUCKET, directory, n, missing=missing)
 
 
 def cli_env(
