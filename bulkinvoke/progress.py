@@ -8,6 +8,7 @@ from typing import TextIO
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from bulkinvoke.events import Notice, NoticeLevel, Progress
@@ -59,8 +60,10 @@ class LiveProgress:
         for name in ("sent", "succeeded", "failed", "awaiting", "in progress", "rate", "ETA"):
             table.add_column(name, justify="right")
         table.add_row(
-            *(f"[bold]{name}[/]" for name in ("sent", "succeeded", "failed", "awaiting"))
-            + ("[bold]calls[/]", "[bold]rate[/]", "[bold]ETA[/]")
+            *(
+                f"[bold]{name}[/]"
+                for name in ("sent", "succeeded", "failed", "awaiting", "calls", "rate", "ETA")
+            )
         )
         done = progress.count(State.SUCCEEDED)
         failed = progress.count(State.FAILED, State.EXPIRED, State.REJECTED)
@@ -77,7 +80,7 @@ class LiveProgress:
         self._live.update(table)
 
     def on_notice(self, notice: Notice) -> None:
-        self._console.print(f"[{_STYLES[notice.level]}]{notice.message}[/]")
+        self._console.print(f"[{_STYLES[notice.level]}]{escape(notice.message)}[/]")
 
 
 class LogProgress:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -20,3 +23,25 @@ def test_example_job_runs_end_to_end_on_the_embedded_emulator(tmp_path: Path) ->
     summary = json.loads(done.stdout)
     assert summary["outcome"] == "complete"
     assert summary["counts"]["succeeded"] == summary["items"] > 0
+
+
+def test_example_job_runs_on_a_terminal(tmp_path: Path) -> None:
+    """On a terminal the live display draws and redraws: the path a user sees, which pipes
+    (and so every other test) never take."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bulkinvoke", "submit", str(ROOT / "manifests" / "example.csv"),
+         "--endpoint", "demo", "--local", "--run-dir", str(tmp_path / "run")],
+        stdin=follower, stdout=follower, stderr=follower, cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
+    )
+    os.close(follower)
+    output = bytearray()
+    with contextlib.suppress(OSError):  # EIO once the process has closed the terminal
+        while chunk := os.read(leader, 65536):
+            output += chunk
+    os.close(leader)
+    text = output.decode(errors="replace")
+    assert process.wait(timeout=120) == 0, text
+    assert "Traceback" not in text
+    assert "succeeded" in text
