@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -275,6 +275,8 @@ def dry_run(
     """What ``submit`` would do, sending nothing and writing nothing."""
     _check_options(options)
     run_dir = run_dir or default_run_dir(manifest_source, options.endpoint, shard)
+    if s3_client is None and manifest_source.startswith("s3://"):
+        s3_client = make_clients(options.aws).s3
     manifest = _read_valid_manifest(
         manifest_source, s3_client, skip_invalid, options.aws.expected_bucket_owner
     )
@@ -284,6 +286,9 @@ def dry_run(
     done = 0
     if Ledger.exists(run_dir):
         with Ledger.open(run_dir, writable=False) as ledger:
+            # What submit would refuse, the dry run refuses too, rather than count another
+            # run's items as done.
+            _check_same_run(ledger.config, manifest, options, shard)
             counts = ledger.counts()
         done = sum(n for state, n in counts.items() if state.is_final)
     total = manifest.table.num_rows
@@ -399,12 +404,30 @@ def _check_same_run(
             "use another --run-dir, or `bulkinvoke resume` to continue the existing run"
         )
     before = RunOptions.from_config(config["options"])
-    for name in _FIXED_OPTIONS:
-        if getattr(before, name) != getattr(options, name):
+    for name, was, now in _fixed_values(before, options):
+        if was != now:
+            shown = "(not shown: custom attributes are sensitive)"
+            if name != "custom_attributes":
+                shown = f"(--{name.replace('_', '-')} {was!r}, not {now!r})"
             raise RunError(
-                f"this run was started with a different {name.replace('_', '-')} "
-                f"({getattr(before, name)!r}); a continued run must send the same requests"
+                f"this run was started with a different --{name.replace('_', '-')} {shown}; "
+                "a continued run must send the same requests: pass the same options, "
+                "use `bulkinvoke resume`, or start a new run with another --run-dir"
             )
+
+
+def _fixed_values(before: RunOptions, now: RunOptions) -> Iterator[tuple[str, Any, Any]]:
+    """(option, value before, value now) for every option a continued run must keep."""
+    for name in _FIXED_OPTIONS:
+        if name == "request":
+            for option in fields(RequestOptions):
+                yield (
+                    option.name,
+                    getattr(before.request, option.name),
+                    getattr(now.request, option.name),
+                )
+        else:
+            yield name, getattr(before, name), getattr(now, name)
 
 
 @dataclass

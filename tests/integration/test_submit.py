@@ -157,3 +157,40 @@ def test_max_in_flight_bounds_the_endpoints_queue(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["counts"]["succeeded"] == 60
     assert 0 < deepest <= 6
+
+
+def test_a_continued_run_with_other_options_is_refused_by_name_and_dry_runs_agree(
+    emulator: LocalStack, s3: Any, tmp_path: Path
+) -> None:
+    data = make_dataset(s3, tmp_path, 4)
+    run_dir = tmp_path / "run"
+    first = ["submit", str(data.manifest), "--endpoint", "demo", "--run-dir", str(run_dir)]
+    secret = "tenant=s3cr3t-value"
+    done = run_cli(emulator, *first, "--content-type", "application/json",
+                   "--custom-attributes", secret, "--quiet")
+    assert done.returncode == 0, done.stderr
+
+    for extra, named in [
+        (["--custom-attributes", secret], "--content-type 'application/json', not None"),
+        (["--content-type", "application/json", "--custom-attributes", "tenant=changed"],
+         "--custom-attributes (not shown"),
+    ]:
+        for dry in ([], ["--dry-run"]):
+            refused = run_cli(emulator, *first, *extra, *dry)
+            assert refused.returncode == 2, refused.stderr
+            assert named in refused.stderr and "Traceback" not in refused.stderr
+            assert secret not in refused.stderr and "changed" not in refused.stderr
+
+    other = make_dataset(s3, tmp_path, 3)
+    refused = run_cli(emulator, "submit", str(other.manifest), "--endpoint", "demo",
+                      "--run-dir", str(run_dir), "--dry-run")
+    assert refused.returncode == 2 and "different manifest" in refused.stderr, refused.stderr
+
+
+def test_dry_run_of_an_s3_prefix_lists_it(emulator: LocalStack, s3: Any, tmp_path: Path) -> None:
+    data = make_dataset(s3, tmp_path, 3)
+    prefix = data.locations[0].rsplit("/", 1)[0] + "/"
+    done = run_cli(emulator, "submit", prefix, "--endpoint", "demo", "--dry-run",
+                   "--run-dir", str(tmp_path / "run"))
+    assert done.returncode == 0, done.stderr
+    assert "3 items" in done.stdout + done.stderr
