@@ -90,6 +90,16 @@ class _NotSent:
     call: Call
 
 
+@dataclass(frozen=True, slots=True)
+class _StopRequest:
+    """Another thread's reason to stop the run (the S3 mirror's lease was taken over)."""
+
+    reason: str
+
+
+# What the engine thread hears from calls, sweeps, notifications and other threads.
+_Message = CallResult | _Sweep | Received | _NotSent | _StopRequest
+
 _FAILURE_STATES = (State.FAILED, State.EXPIRED, State.REJECTED)
 
 
@@ -144,7 +154,7 @@ class Engine:
         self._in_doubt = in_doubt
         self._watches: dict[tuple[int, int], Watch] = {(w.row, w.attempt): w for w in watches}
         self._watched_ids = {w.inference_id: (w.row, w.attempt) for w in watches}
-        self._results: queue.SimpleQueue[CallResult | _Sweep | Received] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[_Message] = queue.SimpleQueue()
         self._listener = (
             NotificationListener(notifications, self._results.put, self._warn)
             if notifications is not None
@@ -222,6 +232,10 @@ class Engine:
             submitted=self._submitted,
             s3_requests=self._collector.requests.total,
         )
+
+    def request_stop(self, reason: str) -> None:
+        """Stop the run as soon as the calls in progress are done (from any thread)."""
+        self._results.put(_StopRequest(reason))
 
     def _loop(self, calls: ThreadPoolExecutor, sweeps: ThreadPoolExecutor) -> Outcome:
         while True:
@@ -370,6 +384,9 @@ class Engine:
                 self._apply_sweep(result)
             elif isinstance(result, _NotSent):
                 self._calls_in_progress -= 1
+            elif isinstance(result, _StopRequest):
+                if self._stop_reason is None:
+                    self._stop_reason = result.reason
             else:
                 self._apply_notifications(result)
             try:

@@ -12,6 +12,11 @@ so machines whose clocks disagree still agree on whether a lease is live.
 
 Stores without conditional writes ignore those headers; there the lease is best effort: the
 holder reads it back before every upload (``verify``) and stops once another owner is in it.
+
+A holder that stalls (a paused VM, a sleeping laptop) must not write after its lease may have
+run out: before each write to the prefix ``ensure_held`` checks, by this process's monotonic
+clock from the moment it sent its last successful lease write, that a fifth of the lease is
+still left, and renews it first otherwise (which fails if another process took it meanwhile).
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ DEFAULT_LEASE_SECONDS = 60.0
 # A lost race (412), a concurrent conditional write (409), or a lease deleted meanwhile (404).
 _CONFLICTS = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "404"})
 _ACQUIRE_ATTEMPTS = 3
+# Writes stop while this fraction of the lease is still left by the local clock: room for the
+# write itself, and for S3's clock starting the lease a little after the request left.
+_SPARE_FRACTION = 0.2
 
 
 class LeaseHeld(LedgerLocked):
@@ -71,6 +79,7 @@ class Lease:
         self._run_dir = str(run_dir)
         self._owner_args = owner_args or {}
         self._etag: str | None = None
+        self._valid_until = float("-inf")  # monotonic
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -117,11 +126,19 @@ class Lease:
                 )
                 raise LeaseLost(self.lost) from None
 
-    def verify(self) -> None:
-        """Check that this process still holds the lease (what protects a store that ignores
-        conditional writes)."""
+    def ensure_held(self) -> None:
+        """Before each write to the prefix: raise ``LeaseLost`` unless the lease is surely
+        still this process's, renewing it first when it is close to running out."""
         if self.lost is not None:
             raise LeaseLost(self.lost)
+        if time.monotonic() < self._valid_until - self.seconds * _SPARE_FRACTION:
+            return
+        self.renew()
+
+    def verify(self) -> None:
+        """Check that this process still holds the lease, by the clock and by reading it back
+        (what protects a store that ignores conditional writes)."""
+        self.ensure_held()
         current = self._read()
         holder = current[0] if current else {}
         if holder.get("owner") != self.owner:
@@ -175,6 +192,7 @@ class Lease:
             "seconds": seconds,
             "written_at": time.time(),
         }
+        sent = time.monotonic()
         response = self._s3.put_object(
             Bucket=self._bucket,
             Key=self._key,
@@ -184,6 +202,7 @@ class Lease:
             **self._owner_args,
         )
         self._etag = response["ETag"]
+        self._valid_until = sent + seconds
 
     def _read(self) -> tuple[dict[str, Any], str, float] | None:
         """(holder, ETag, seconds left by S3's clock), or None if there is no lease."""

@@ -12,16 +12,23 @@ new machine those rows are settled from S3 or sent again with the same inference
 at the end of a run is synchronous. The plan and run.json go first, then the newest ``c-`` file,
 then the batches after it in order, so the prefix always reads (by the ledger's reader rule) as
 the run at some instant; files the rule no longer needs are deleted afterwards. One writer at a
-time: see ``lease``.
+time: see ``lease``. Event files and the plan are uploaded only if absent (``If-None-Match``),
+so a writer that lost the lease cannot replace another's files with its own.
+
+The run directory keeps ``mirror.json``: the prefix's files as this directory last left them.
+A local run is mirrored again only if the prefix holds the same run (plan and manifest) and
+nothing but what this directory wrote or knows: a prefix another machine went on with is refused
+rather than overwritten.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +39,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from bulkinvoke.events import NoticeLevel, Subscribers
 from bulkinvoke.lease import DEFAULT_LEASE_SECONDS, LEASE_NAME, Lease, LeaseLost
 from bulkinvoke.ledger_errors import LedgerError
-from bulkinvoke.ledger_io import CONFIG_NAME, EVENTS_DIR, PLAN_NAME, list_event_files, read_config
+from bulkinvoke.ledger_io import (
+    CONFIG_NAME,
+    EVENTS_DIR,
+    PLAN_NAME,
+    list_event_files,
+    read_config,
+    write_durably,
+)
 from bulkinvoke.mirror_files import (
     EVENT_NAME,
     MirrorError,
@@ -48,6 +62,8 @@ if TYPE_CHECKING:
 # How often the background thread looks for a new compaction.
 POLL_SECONDS = 1.0
 _SYNC_ATTEMPTS = 5
+# In the run directory: what the prefix held when this directory last synced it.
+STATE_NAME = "mirror.json"
 
 
 @dataclass(frozen=True)
@@ -110,9 +126,10 @@ class LedgerMirror:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def acquire(self) -> None:
-        """Take the lease; then download the run if it is only in S3, or refuse if the copy in
-        S3 is ahead of the local one (another machine went on with the run)."""
+    def acquire(self, check_run: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Take the lease; then download the run if it is only in S3 (once ``check_run`` has
+        accepted its run.json), or refuse if the prefix holds another run or went on without
+        the local one."""
         self._lease.acquire()
         try:
             self._remote = {
@@ -121,11 +138,15 @@ class LedgerMirror:
                 if name != LEASE_NAME
             }
             if (self._run_dir / CONFIG_NAME).is_file():
+                self._check_same_run(read_config(self._run_dir / CONFIG_NAME))
                 self._check_not_behind()
             elif CONFIG_NAME in self._remote:
+                if check_run is not None:
+                    check_run(self._remote_config())
                 copied = download_run(self._s3, self.uri, self._run_dir, self._owner_args)
                 self._remote.update(copied)
                 self._local_md5.update(copied)
+                self._save_state()
                 self._notice(NoticeLevel.INFO, f"continuing the run mirrored at {self.uri}")
         except BaseException:
             self._lease.release()
@@ -136,11 +157,14 @@ class LedgerMirror:
         self._lease.release()
 
     @contextmanager
-    def running(self) -> Iterator[None]:
-        """Mirror on a background thread while the block runs; if it fails, upload what there is
-        (best effort) before the error goes on."""
+    def running(self, on_lost: Callable[[str], None]) -> Iterator[None]:
+        """Mirror on a background thread while the block runs, calling ``on_lost`` (from that
+        thread) if another process takes the prefix over; if the block fails, upload what
+        there is (best effort) before the error goes on."""
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="bulkinvoke-mirror", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, args=(on_lost,), name="bulkinvoke-mirror", daemon=True
+        )
         self._thread.start()
         try:
             yield
@@ -184,15 +208,25 @@ class LedgerMirror:
             self._upload(name, immutable=True)
         keep = set(wanted)
         stale = [n for n in self._remote if EVENT_NAME.fullmatch(n) and n not in keep]
+        failed: list[str] = []
         for start in range(0, len(stale), 1000):
             chunk = stale[start : start + 1000]
-            self._s3.delete_objects(
+            self._lease.ensure_held()
+            response = self._s3.delete_objects(
                 Bucket=self._target.bucket,
                 Delete={"Objects": [{"Key": self._target.key + n} for n in chunk], "Quiet": True},
                 **self._owner_args,
             )
+            refused = {e.get("Key", "") for e in response.get("Errors", [])}
             for name in chunk:
-                del self._remote[name]
+                if self._target.key + name in refused:
+                    failed.append(name)
+                else:
+                    del self._remote[name]
+        self._save_state()
+        if failed:
+            # Kept in _remote: the next sync deletes them again.
+            raise MirrorError(f"could not delete {len(failed)} old files under {self.uri}")
 
     def _upload(self, name: str, *, immutable: bool) -> None:
         path = self._run_dir / name
@@ -205,25 +239,112 @@ class LedgerMirror:
                 self._local_md5[name] = digest
         if self._remote.get(name) == digest:
             return
-        self._s3.put_object(
-            Bucket=self._target.bucket,
-            Key=self._target.key + name,
-            Body=data if data is not None else path.read_bytes(),
-            **self._owner_args,
-        )
+        self._lease.ensure_held()
+        conditions = {}
+        if immutable:
+            # Known before it is sent: a crash right after the upload must not make this
+            # directory's own file look like another machine's on the next start.
+            self._save_state({name: digest})
+            # Written only where there is none: were another process writing this prefix,
+            # its file of that name stays and this one is refused.
+            conditions = {"IfNoneMatch": "*"}
+        try:
+            self._s3.put_object(
+                Bucket=self._target.bucket,
+                Key=self._target.key + name,
+                Body=data if data is not None else path.read_bytes(),
+                **conditions,
+                **self._owner_args,
+            )
+        except ClientError as error:
+            if not immutable or _error_code(error) not in ("PreconditionFailed", "412"):
+                raise
+            if self._remote_etag(name) != digest:
+                raise LeaseLost(
+                    f"{self.uri}{name} was written by another process: another machine is "
+                    "going on with this run; this process stopped mirroring"
+                ) from None
         self._remote[name] = digest
 
-    def _check_not_behind(self) -> None:
-        local = list_event_files(self._run_dir / EVENTS_DIR).last_seq
-        remote = last_seq(self._remote)
-        if remote > local:
+    def _remote_etag(self, name: str) -> str:
+        response = self._s3.head_object(
+            Bucket=self._target.bucket, Key=self._target.key + name, **self._owner_args
+        )
+        return str(response["ETag"]).strip('"')
+
+    def _remote_config(self) -> dict[str, Any]:
+        response = self._s3.get_object(
+            Bucket=self._target.bucket, Key=self._target.key + CONFIG_NAME, **self._owner_args
+        )
+        try:
+            config = json.loads(response["Body"].read())
+        except ValueError as error:
+            raise MirrorError(f"{self.uri}{CONFIG_NAME} is not a run's run.json: {error}") from None
+        if not isinstance(config, dict):
+            raise MirrorError(f"{self.uri}{CONFIG_NAME} is not a run's run.json")
+        return config
+
+    def _check_same_run(self, local: dict[str, Any]) -> None:
+        """Refuse a prefix that holds another run than the local one."""
+        if CONFIG_NAME not in self._remote:
+            if any(EVENT_NAME.fullmatch(name) for name in self._remote):
+                raise MirrorError(f"{self.uri} holds ledger files but no run.json: not this run")
+            return
+        remote = self._remote_config()
+        plan = self._local_digest(PLAN_NAME)
+        same = (
+            _identity(remote) == _identity(local)
+            and self._remote.get(PLAN_NAME, plan) == plan
+        )
+        if not same:
             raise MirrorError(
-                f"{self.uri} is ahead of {self._run_dir} (events up to {remote}, here {local}): "
-                "another machine went on with this run. Resume into an empty directory to "
-                "continue from the mirror, or mirror this run elsewhere"
+                f"{self.uri} holds another run (another manifest, shard or endpoint) than "
+                f"{self._run_dir}: give each run a --ledger-uri of its own"
             )
 
-    def _loop(self) -> None:
+    def _check_not_behind(self) -> None:
+        """Refuse a prefix that went on without this directory: events beyond the local ones, or
+        any event file this directory neither wrote nor saw there when it last synced."""
+        local = list_event_files(self._run_dir / EVENTS_DIR).last_seq
+        remote = last_seq(self._remote)
+        known = self._load_state()
+        foreign = [
+            name
+            for name, etag in self._remote.items()
+            if EVENT_NAME.fullmatch(name)
+            and known.get(name) != etag
+            and not ((self._run_dir / name).is_file() and self._local_digest(name) == etag)
+        ]
+        if remote > local or foreign:
+            raise MirrorError(
+                f"{self.uri} went on without {self._run_dir} (events up to {remote}, here "
+                f"{local}; {len(foreign)} files this directory did not write): another machine "
+                "continued this run. Resume into an empty directory to continue from the "
+                "mirror, or mirror this run elsewhere"
+            )
+
+    def _local_digest(self, name: str) -> str:
+        if name not in self._local_md5:
+            data = (self._run_dir / name).read_bytes()
+            self._local_md5[name] = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        return self._local_md5[name]
+
+    def _load_state(self) -> dict[str, str]:
+        try:
+            state = json.loads((self._run_dir / STATE_NAME).read_bytes())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(state, dict) or state.get("uri") != self.uri:
+            return {}
+        files = state.get("files")
+        return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+
+    def _save_state(self, uploading: dict[str, str] | None = None) -> None:
+        files = {**self._remote, **(uploading or {})}
+        state = {"uri": self.uri, "files": dict(sorted(files.items()))}
+        write_durably(self._run_dir / STATE_NAME, json.dumps(state, indent=1).encode())
+
+    def _loop(self, on_lost: Callable[[str], None]) -> None:
         seen: str | None = None
         last = float("-inf")
         failing = False
@@ -236,6 +357,7 @@ class LedgerMirror:
                     self.sync()
                 except LeaseLost as error:
                     self._notice(NoticeLevel.ERROR, str(error))
+                    on_lost(str(error))
                     return
                 except (LedgerError, ClientError, BotoCoreError, OSError) as error:
                     if not failing:
@@ -256,6 +378,17 @@ class LedgerMirror:
         self._subscribers.notice(level, message, ledger_uri=self.uri)
 
 
+def _identity(config: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes two run.json files the same run."""
+    manifest = config.get("manifest") or {}
+    options = config.get("options") or {}
+    return manifest.get("fingerprint"), config.get("shard"), options.get("endpoint")
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
 def _newest_compaction(events_dir: Path) -> str | None:
     try:
         with os.scandir(events_dir) as entries:
@@ -272,14 +405,16 @@ def open_mirror(
     s3: Any,
     subscribers: Subscribers,
     owner_args: dict[str, str] | None = None,
+    check_run: Callable[[dict[str, Any]], None] | None = None,
 ) -> Iterator[LedgerMirror | None]:
-    """The mirror of ``run_dir`` (None without ``settings``), its lease held until the end."""
+    """The mirror of ``run_dir`` (None without ``settings``), its lease held until the end;
+    ``check_run`` vets the run.json of a run about to be downloaded from it."""
     if settings is None:
         yield None
         return
     mirror = LedgerMirror(s3, settings, run_dir, subscribers, owner_args)
     try:
-        mirror.acquire()
+        mirror.acquire(check_run)
     except (ClientError, BotoCoreError) as error:
         raise MirrorError(f"cannot use {settings.uri}: {error}") from error
     try:

@@ -168,7 +168,13 @@ def submit(
     mirror = mirror.for_shard(shard) if mirror else saved_settings(run_dir)
     owner = options.aws.expected_bucket_owner
     owner_args = {"ExpectedBucketOwner": owner} if owner else {}
-    with open_mirror(run_dir, mirror, clients.s3, subscribers, owner_args) as copy:
+
+    def check_mirrored_run(config: dict[str, Any]) -> None:
+        _check_same_run(config, manifest, options, shard)
+
+    with open_mirror(
+        run_dir, mirror, clients.s3, subscribers, owner_args, check_mirrored_run
+    ) as copy:
         ledger = _open_or_create(run_dir, manifest, options, shard, mirror)
         session = _Session(
             options, clients, started, wait, timeout, notifications_queue, subscribers, copy
@@ -575,7 +581,7 @@ def _run(ledger: Ledger, session: _Session, *, send: bool = True, duplicates: in
             return _session_result(ledger, session, state, stopped, duplicates)
     engine = make_engine(state, wait=session.wait, work=state.work if send else [])
     mirror = session.mirror
-    with mirror.running() if mirror else nullcontext():
+    with mirror.running(on_lost=engine.request_stop) if mirror else nullcontext():
         result = engine.run()
     return _session_result(ledger, session, state, result, duplicates, sent_first)
 

@@ -86,7 +86,7 @@ def test_mirror_follows_compactions_and_a_new_machine_continues_from_it(
         assert mirror.final_sync() is None
 
     # The other machine went on: the first one's copy is behind and must not overwrite it.
-    with pytest.raises(MirrorError, match="is ahead of"), open_mirror(
+    with pytest.raises(MirrorError, match="went on without"), open_mirror(
         original, settings, s3, Subscribers()
     ):
         pass
@@ -157,3 +157,107 @@ def test_of_writers_racing_for_a_lease_exactly_one_wins(
     assert len(won) == 1
     holder = json.loads(s3.get_object(Bucket=BUCKET, Key=prefix + "_lease.json")["Body"].read())
     assert holder["owner"] == won[0].owner
+
+
+def test_a_stalled_holder_writes_nothing_once_its_lease_may_have_run_out(
+    s3: Any, prefix: str, tmp_path: Path
+) -> None:
+    key = prefix + "_lease.json"
+    stalled = Lease(s3, BUCKET, key, seconds=1, run_dir=tmp_path / "a")
+    stalled.acquire()  # and then this process pauses: no renewing thread runs
+    time.sleep(1.5)
+    # Nobody took it meanwhile: the holder renews it before writing, and goes on.
+    stalled.ensure_held()
+    holder = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    assert holder["owner"] == stalled.owner and holder["seconds"] == 1
+    time.sleep(1.5)
+    taker = Lease(s3, BUCKET, key, seconds=30, run_dir=tmp_path / "b")
+    taker.acquire()
+    # Taken meanwhile: the clock alone says "renew first", and renewing fails.
+    with pytest.raises(LeaseLost):
+        stalled.ensure_held()
+
+    taker.release()
+
+
+def test_a_directory_that_diverged_from_its_mirror_is_refused(
+    s3: Any, prefix: str, tmp_path: Path
+) -> None:
+    settings = MirrorSettings(f"s3://{BUCKET}/{prefix}", lease_seconds=30)
+    first = tmp_path / "a"
+    with _ledger(first) as ledger, open_mirror(first, settings, s3, Subscribers()) as mirror:
+        assert mirror is not None
+        _flush(ledger, 1, State.SUBMITTED)
+        assert mirror.final_sync() is None
+        # Written here but never mirrored: then this machine goes away.
+        _flush(ledger, 2, State.SUBMITTED)
+        _flush(ledger, 3, State.SUBMITTED)
+
+    second = tmp_path / "b"
+    with open_mirror(second, settings, s3, Subscribers()) as mirror, Ledger.open(second) as copy:
+        assert mirror is not None
+        _flush(copy, 1, State.SUCCEEDED)  # the same sequence number as the first's unsent one
+        assert mirror.final_sync() is None
+
+    with pytest.raises(MirrorError, match="went on without"), open_mirror(
+        first, settings, s3, Subscribers()
+    ):
+        pass
+    assert _states(second)[0] == "succeeded"
+
+
+def test_a_prefix_holding_another_run_is_refused_before_anything_is_written(
+    s3: Any, prefix: str, tmp_path: Path
+) -> None:
+    settings = MirrorSettings(f"s3://{BUCKET}/{prefix}", lease_seconds=30)
+    with _ledger(tmp_path / "a") as ledger, open_mirror(
+        tmp_path / "a", settings, s3, Subscribers()
+    ) as mirror:
+        assert mirror is not None
+        _flush(ledger, 1, State.SUBMITTED)
+        assert mirror.final_sync() is None
+    before = {k: s3.head_object(Bucket=BUCKET, Key=prefix + k)["ETag"] for k in _keys(s3, prefix)}
+
+    other = tmp_path / "other"
+    plan = pa.table({"row": pa.array([1], pa.int64()), "input_location": ["s3://in/x"]})
+    config = {"version": 1, "manifest": {"source": "o.csv", "fingerprint": "o"}, "options": {}}
+    with Ledger.create(other, config, plan) as ledger:
+        for _ in range(4):
+            _flush(ledger, 1, State.SUBMITTED)  # further on than the mirrored run
+    with pytest.raises(MirrorError, match="holds another run"), open_mirror(
+        other, settings, s3, Subscribers()
+    ):
+        pass
+
+    refused: list[dict[str, Any]] = []
+
+    def refuse(config: dict[str, Any]) -> None:
+        refused.append(config)
+        raise MirrorError("not the run being submitted")
+
+    empty = tmp_path / "new"
+    with pytest.raises(MirrorError, match="not the run"), open_mirror(
+        empty, settings, s3, Subscribers(), check_run=refuse
+    ):
+        pass
+    assert refused and not (empty / "run.json").exists(), "nothing downloaded"
+    after = {k: s3.head_object(Bucket=BUCKET, Key=prefix + k)["ETag"] for k in _keys(s3, prefix)}
+    assert {k: v for k, v in after.items() if k != "_lease.json"} == {
+        k: v for k, v in before.items() if k != "_lease.json"
+    }
+
+
+def test_losing_the_lease_stops_the_run(s3: Any, prefix: str, tmp_path: Path) -> None:
+    run_dir = tmp_path / "a"
+    reasons: list[str] = []
+    with _ledger(run_dir) as ledger:
+        _flush(ledger, 1, State.SUBMITTED)
+        mirror = LedgerMirror(s3, MirrorSettings(f"s3://{BUCKET}/{prefix}"), run_dir, Subscribers())
+        mirror.acquire()
+        s3.put_object(Bucket=BUCKET, Key=prefix + "_lease.json", Body=b'{"owner": "x"}')
+        with mirror.running(on_lost=reasons.append):
+            deadline = time.monotonic() + 10
+            while not reasons and time.monotonic() < deadline:
+                time.sleep(0.05)
+        mirror.release()
+    assert reasons and "another process" in reasons[0]
