@@ -27,6 +27,7 @@ from bulkinvoke.ledger_io import (
     BATCH_RECOVERY,
     COMPACTION_RECOVERY,
     CONFIG_NAME,
+    DUPLICATES_NAME,
     EVENTS_DIR,
     PLAN_NAME,
     PLAN_RECOVERY,
@@ -55,7 +56,13 @@ from bulkinvoke.ledger_schema import (
     plan_bytes,
     read_parquet,
 )
-from bulkinvoke.ledger_views import count_states, export_frame, latest_of
+from bulkinvoke.ledger_views import (
+    count_states,
+    duplicates_table,
+    export_frame,
+    latest_of,
+    with_duplicates,
+)
 from bulkinvoke.states import State
 
 if TYPE_CHECKING:
@@ -111,8 +118,16 @@ class Ledger:
         self._compacted_size = 0
 
     @classmethod
-    def create(cls, run_dir: Path, config: dict[str, Any], plan: pa.Table) -> Ledger:
-        """Start a run in ``run_dir`` (made 0700) and return its ledger, open for writing."""
+    def create(
+        cls,
+        run_dir: Path,
+        config: dict[str, Any],
+        plan: pa.Table,
+        duplicates: pa.Table | None = None,
+    ) -> Ledger:
+        """Start a run in ``run_dir`` (made 0700) and return its ledger, open for writing.
+        ``duplicates`` (``row``, ``first_row``) lists the manifest rows that repeat an earlier
+        row's input and are not in the plan."""
         run_dir = Path(run_dir)
         if cls.exists(run_dir):
             raise RunExists(
@@ -129,6 +144,8 @@ class Ledger:
             check_new_run_dir(run_dir)
             (run_dir / EVENTS_DIR).mkdir(mode=0o700, exist_ok=True)
             write_durably(run_dir / PLAN_NAME, plan_bytes(plan))
+            if duplicates is not None and duplicates.num_rows:
+                write_durably(run_dir / DUPLICATES_NAME, plan_bytes(duplicates))
             # run.json comes last: until it exists the directory is no run, and create may retry.
             write_durably(run_dir / CONFIG_NAME, config_bytes(config))
         except OSError as exc:
@@ -176,6 +193,13 @@ class Ledger:
             return read_parquet(path, columns, None, PLAN_RECOVERY)
         except FileNotFoundError:
             raise LedgerError(f"{path} is missing. {PLAN_RECOVERY}") from None
+
+    def duplicates(self) -> pa.Table:
+        """The manifest rows that repeat an earlier row's input: ``row``, ``first_row``."""
+        path = self.run_dir / DUPLICATES_NAME
+        if not path.is_file():
+            return duplicates_table([], [])
+        return read_parquet(path, ["row", "first_row"], None, PLAN_RECOVERY)
 
     def record(self, event: Event) -> None:
         self._check_writable()
@@ -394,7 +418,7 @@ def read_ledger(
 
         return read_ledgers(run_dir)
     with Ledger.open(Path(run_dir), writable=False) as ledger:
-        return export_frame(ledger.latest(["input_location"]))
+        return export_frame(with_duplicates(ledger.latest(["input_location"]), ledger.duplicates()))
 
 
 def _listed(files: EventFiles) -> list[tuple[int, Path]]:

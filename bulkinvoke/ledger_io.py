@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 CONFIG_NAME = "run.json"
 PLAN_NAME = "plan.parquet"
+# Manifest rows that repeat an earlier row's input: (row, first_row); absent if there are none.
+DUPLICATES_NAME = "duplicates.parquet"
 EVENTS_DIR = "events"
 LOCK_NAME = "lock"
 
@@ -189,7 +191,7 @@ def check_new_run_dir(run_dir: Path) -> None:
     events_dir = run_dir / EVENTS_DIR
     if events_dir.is_dir() and any(events_dir.iterdir()):
         raise RunExists(f"{run_dir} has events but no {CONFIG_NAME}: it is a damaged run")
-    expected = {CONFIG_NAME, PLAN_NAME, EVENTS_DIR, LOCK_NAME}
+    expected = {CONFIG_NAME, PLAN_NAME, DUPLICATES_NAME, EVENTS_DIR, LOCK_NAME}
     foreign = sorted(
         p.name
         for p in run_dir.iterdir()

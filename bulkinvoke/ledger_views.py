@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bulkinvoke.ledger_errors import LedgerCorrupt
+from bulkinvoke.ledger_errors import LedgerCorrupt, LedgerError
 from bulkinvoke.ledger_schema import EVENT_COLUMNS, run_ends
 from bulkinvoke.states import State
 
@@ -31,6 +32,7 @@ EXPORT_COLUMNS = (
     "retries",
     "throttles",
     "output_bytes",
+    "duplicate_of",
 )
 
 
@@ -81,8 +83,37 @@ def count_states(
     return result
 
 
+def duplicates_table(rows: Sequence[int], first_rows: Sequence[int]) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.table(
+        {"row": pa.array(rows, pa.int64()), "first_row": pa.array(first_rows, pa.int64())}
+    )
+
+
+def with_duplicates(latest: pa.Table, duplicates: pa.Table) -> pa.Table:
+    """``latest_of``'s table with a row for each manifest row that repeats an earlier row's
+    input: the earlier row's record under the repeating row's number, and its number in
+    ``duplicate_of`` (null for every other row). Sorted by row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    latest = latest.append_column("duplicate_of", pa.nulls(latest.num_rows, pa.int64()))
+    if not duplicates.num_rows:
+        return latest
+    at = pc.index_in(duplicates["first_row"], value_set=latest["row"])
+    if at.null_count:
+        raise LedgerError("a duplicate row repeats a row the plan does not have")
+    copies = latest.take(at)
+    copies = copies.set_column(copies.schema.get_field_index("row"), "row", duplicates["row"])
+    copies = copies.set_column(
+        copies.schema.get_field_index("duplicate_of"), "duplicate_of", duplicates["first_row"]
+    )
+    return pa.concat_tables([latest, copies]).sort_by("row")
+
+
 def export_frame(latest: pa.Table) -> pd.DataFrame:
-    """The export table (``read_ledger``) from ``latest_of``'s table."""
+    """The export table (``read_ledger``) from ``with_duplicates``'s table."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc

@@ -35,21 +35,27 @@ class MergeError(LedgerError):
 
 
 def merged_latest(
-    run_dirs: Sequence[str | os.PathLike[str]], plan_columns: list[str]
+    run_dirs: Sequence[str | os.PathLike[str]],
+    plan_columns: list[str],
+    *,
+    duplicates: bool = False,
 ) -> tuple[pa.Table, list[dict[str, Any]]]:
-    """``Ledger.latest`` of every run, as one table sorted by row, and the runs' configs.
-    ``plan_columns`` missing from a run's plan are left out of its part (null in the union)."""
+    """``Ledger.latest`` of every run (``with_duplicates`` if ``duplicates``), as one table sorted
+    by row, and the runs' configs. ``plan_columns`` missing from a run's plan are left out of its
+    part (null in the union)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from bulkinvoke.ledger import Ledger
+    from bulkinvoke.ledger_views import with_duplicates
 
     tables, configs = [], []
     for run_dir in map(Path, run_dirs):
         with Ledger.open(run_dir, writable=False) as ledger:
             names = pq.read_schema(run_dir / PLAN_NAME).names
-            tables.append(ledger.latest([name for name in plan_columns if name in names]))
+            latest = ledger.latest([name for name in plan_columns if name in names])
+            tables.append(with_duplicates(latest, ledger.duplicates()) if duplicates else latest)
             configs.append(ledger.config)
     check_parts(list(map(Path, run_dirs)), configs)
     table = pa.concat_tables(tables, promote_options="default").sort_by("row")
@@ -91,7 +97,7 @@ def read_ledgers(run_dirs: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
     """``read_ledger`` of the union of several runs (shards): one row per manifest row."""
     from bulkinvoke.ledger_views import export_frame
 
-    table, _ = merged_latest(run_dirs, ["input_location"])
+    table, _ = merged_latest(run_dirs, ["input_location"], duplicates=True)
     return export_frame(table)
 
 

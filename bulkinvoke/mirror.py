@@ -41,6 +41,7 @@ from bulkinvoke.lease import DEFAULT_LEASE_SECONDS, LEASE_NAME, Lease, LeaseLost
 from bulkinvoke.ledger_errors import LedgerError
 from bulkinvoke.ledger_io import (
     CONFIG_NAME,
+    DUPLICATES_NAME,
     EVENTS_DIR,
     PLAN_NAME,
     list_event_files,
@@ -203,6 +204,8 @@ class LedgerMirror:
         # The plan, then run.json: whoever downloads the prefix finds a run once both are there,
         # and events only after them.
         self._upload(PLAN_NAME, immutable=True)
+        if (self._run_dir / DUPLICATES_NAME).is_file():
+            self._upload(DUPLICATES_NAME, immutable=True)
         self._upload(CONFIG_NAME, immutable=False)
         for name in wanted:
             self._upload(name, immutable=True)

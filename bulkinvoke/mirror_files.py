@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from bulkinvoke.ledger_errors import LedgerError
-from bulkinvoke.ledger_io import CONFIG_NAME, EVENTS_DIR, PLAN_NAME, read_config, write_durably
+from bulkinvoke.ledger_io import (
+    CONFIG_NAME,
+    DUPLICATES_NAME,
+    EVENTS_DIR,
+    PLAN_NAME,
+    read_config,
+    write_durably,
+)
 from bulkinvoke.s3uri import parse_s3_uri
 
 if TYPE_CHECKING:
@@ -69,7 +76,8 @@ def download_run(s3: Any, uri: str, run_dir: Path, owner_args: dict[str, str]) -
         os.chmod(run_dir, 0o700)
         copied: dict[str, str] = {}
         try:
-            for name in [PLAN_NAME, *_needed_events(listing), CONFIG_NAME]:
+            extra = [DUPLICATES_NAME] if DUPLICATES_NAME in listing else []
+            for name in [PLAN_NAME, *extra, *_needed_events(listing), CONFIG_NAME]:
                 response = s3.get_object(Bucket=target.bucket, Key=target.key + name, **owner_args)
                 data = response["Body"].read()
                 write_durably(run_dir / name, data)

@@ -24,6 +24,7 @@ from bulkinvoke.exit_codes import ExitCode
 from bulkinvoke.invoker import Call, Invoker
 from bulkinvoke.ledger import Event, Ledger
 from bulkinvoke.ledger_io import CONFIG_NAME, read_config
+from bulkinvoke.ledger_views import duplicates_table
 from bulkinvoke.limiter import RateLimiter
 from bulkinvoke.manifest import Manifest, problems_table, read_manifest
 from bulkinvoke.mirror import LedgerMirror, MirrorSettings, open_mirror, saved_settings
@@ -376,7 +377,10 @@ def _open_or_create(
         "shard": shard.to_config() if shard else None,
         "mirror": mirror.to_config() if mirror else None,
     }
-    ledger = Ledger.create(run_dir, config, plan)
+    duplicates = duplicates_table(
+        [d.row for d in manifest.duplicates], [d.first_row for d in manifest.duplicates]
+    )
+    ledger = Ledger.create(run_dir, config, plan, duplicates)
     now = time.time()
     ledger.record_many(
         Event(p.row, 1, State.REJECTED, now, error=p.reason)

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -275,8 +276,10 @@ def test_read_ledger_is_the_export_table(run_dir: Path) -> None:
         "retries",
         "throttles",
         "output_bytes",
+        "duplicate_of",
     ]
     assert "secret" not in frame.to_string()
+    assert frame["duplicate_of"].isna().all()
     assert list(frame["state"]) == ["succeeded", "submitted", "pending"]
     assert list(frame["attempts"]) == [1, 1, 0]
     assert frame["latency_s"][0] == 2.5
@@ -286,6 +289,26 @@ def test_read_ledger_is_the_export_table(run_dir: Path) -> None:
     assert frame["output_bytes"][0] == 10
     assert frame["retries"][1] == 1
     assert bulkinvoke.read_ledger is read_ledger
+
+
+def test_a_duplicate_row_is_exported_with_the_result_of_the_row_it_repeats(
+    run_dir: Path,
+) -> None:
+    plan = make_plan(3)
+    # Manifest rows 1, 2, 4 were planned; 3 and 5 repeat rows 1 and 4.
+    plan = plan.set_column(0, "row", pa.array([1, 2, 4], pa.int64()))
+    duplicates = pa.table({"row": [3, 5], "first_row": [1, 4]})
+    with Ledger.create(run_dir, {}, plan, duplicates) as ledger:
+        ledger.record(Event(1, 1, State.SUCCEEDED, T0 + 3, completed_at=T0 + 2.5))
+        ledger.record(Event(4, 1, State.FAILED, T0 + 3, error="boom"))
+    frame = read_ledger(run_dir)
+    assert frame["row"].tolist() == [1, 2, 3, 4, 5]
+    assert frame["state"].tolist() == ["succeeded", "pending", "succeeded", "failed", "failed"]
+    assert frame["duplicate_of"].tolist()[2:] == [1, pd.NA, 4] and frame["duplicate_of"][0] is pd.NA
+    assert frame["input_location"][2] == frame["input_location"][0]
+    assert frame["error"][4] == "boom"
+    with Ledger.open(run_dir, writable=False) as ledger:
+        assert ledger.counts()[State.FAILED] == 1, "counts are of items: a duplicate is one"
 
 
 def test_importing_the_ledger_imports_neither_pyarrow_nor_pandas() -> None:

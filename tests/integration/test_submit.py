@@ -194,3 +194,28 @@ def test_dry_run_of_an_s3_prefix_lists_it(emulator: LocalStack, s3: Any, tmp_pat
                    "--run-dir", str(tmp_path / "run"))
     assert done.returncode == 0, done.stderr
     assert "3 items" in done.stdout + done.stderr
+
+
+def test_duplicate_rows_are_sent_once_and_exported_each(
+    emulator: LocalStack, s3: Any, tmp_path: Path
+) -> None:
+    data = make_dataset(s3, tmp_path, 3)
+    a, b, c = data.locations
+    manifest = tmp_path / "dups.csv"
+    manifest.write_text("input_location\n" + "\n".join([a, b, a, c, b]) + "\n")
+    run_dir = tmp_path / "run"
+    done = run_cli(emulator, "submit", str(manifest), "--endpoint", "demo",
+                   "--run-dir", str(run_dir), "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["items"], summary["duplicate_rows"]) == (3, 2)
+
+    exported = tmp_path / "out.csv"
+    done = run_cli(emulator, "export", str(run_dir), "-o", str(exported))
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(exported)
+    assert table["row"].tolist() == [1, 2, 3, 4, 5]
+    assert table["input_location"].tolist() == [a, b, a, c, b]
+    assert (table["state"] == "succeeded").all()
+    assert table["duplicate_of"].fillna(0).astype(int).tolist() == [0, 0, 1, 0, 2]
+    assert table["inference_id"][2] == table["inference_id"][0]
