@@ -52,6 +52,13 @@ class Finding:
     completed_at: float
     output_bytes: int | None = None
     error: str | None = None
+    # The object is older than the call: another run's, at the same deterministic location.
+    written_before_call: bool = False
+
+
+# How much older than its call an object must look before it is called another run's: S3's
+# clock and this machine's may disagree by this much without a false alarm.
+EARLIER_RUN_MARGIN_S = 60.0
 
 
 @dataclass
@@ -160,6 +167,7 @@ class Collector:
             State.SUCCEEDED,
             _completion_time(watch, seen, self._clock()),
             output_bytes=seen.size,
+            written_before_call=_written_before(watch, seen),
         )
 
     def _failed(self, watch: Watch, seen: _Seen, location: str) -> Finding:
@@ -169,6 +177,7 @@ class Collector:
             State.FAILED,
             _completion_time(watch, seen, self._clock()),
             error=self.read_error(location),
+            written_before_call=_written_before(watch, seen),
         )
 
     def read_error(self, location: str) -> str:
@@ -236,6 +245,10 @@ def _lookup(listings: Listings, location: str | None) -> _Seen | None:
         return None
     target: S3Location = parse_s3_uri(location)
     return listings.get((target.bucket, target.directory), {}).get(target.key)
+
+
+def _written_before(watch: Watch, seen: _Seen) -> bool:
+    return seen.modified + 1.0 < watch.submitted_at - EARLIER_RUN_MARGIN_S
 
 
 def _completion_time(watch: Watch, seen: _Seen, now: float) -> float:

@@ -176,6 +176,7 @@ class Engine:
         self._compaction: Future[bool] | None = None
         self._schedule = SweepSchedule(clock=monotonic)
         self._stop_reason: str | None = None
+        self._warned_of_earlier_results = False
         self._submitted = 0
         self._failures_in_a_row = 0
         self._failure_streak_limit = max(2 * settings.concurrency, 20)
@@ -472,6 +473,15 @@ class Engine:
             self._stop_reason = sweep.stop
             self._subscribers.notice(NoticeLevel.ERROR, f"stopping: {sweep.stop}")
         found = 0
+        earlier = sum(finding.written_before_call for finding in sweep.findings)
+        if earlier and not self._warned_of_earlier_results:
+            self._warned_of_earlier_results = True
+            self._warn(
+                f"{earlier} results found were written before their calls were made: they are "
+                "an earlier run's, at the same deterministic locations (same manifest, endpoint "
+                "and --id-namespace), and are taken as this run's. For fresh results, start a "
+                "run with another --id-namespace"
+            )
         for finding in sweep.findings:
             if self._finish(
                 (finding.row, finding.attempt),

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 
-from bulkinvoke.collector import Collector
+from bulkinvoke.collector import EARLIER_RUN_MARGIN_S, Collector, Finding, Watch
 from bulkinvoke.emulator import EndpointSpec, LocalStack
 from bulkinvoke.ledger import Ledger, read_ledger
 from bulkinvoke.plan import CallFactory, load_run_state
 from bulkinvoke.runner import RunOptions
+from bulkinvoke.states import State
 
 from .conftest import INPUT_BUCKET, OUTPUT_BUCKET, make_dataset, run_cli
 
@@ -150,3 +152,21 @@ def test_notifications_deliver_results_through_sns_and_sqs(
     leftover = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
                                    VisibilityTimeout=0)
     assert "Messages" not in leftover, "recorded notifications are deleted"
+
+
+def test_a_result_older_than_its_call_is_flagged_as_an_earlier_runs(
+    emulator: LocalStack, s3: Any
+) -> None:
+    key = f"out/earlier-{time.time_ns()}.out"
+    s3.put_object(Bucket=OUTPUT_BUCKET, Key=key, Body=b"{}")
+    location = f"s3://{OUTPUT_BUCKET}/{key}"
+
+    def finding(submitted_at: float, strategy: Literal["list", "head"]) -> Finding:
+        watch = Watch(1, 1, "bi-x", location, None, submitted_at, float("inf"))
+        (found,) = Collector(s3, strategy=strategy).sweep([watch])
+        return found
+
+    for strategy in ("list", "head"):
+        assert not finding(time.time(), strategy).written_before_call
+        later = finding(time.time() + 2 * EARLIER_RUN_MARGIN_S, strategy)
+        assert later.state is State.SUCCEEDED and later.written_before_call
