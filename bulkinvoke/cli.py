@@ -5,7 +5,7 @@ renders what it returns. Expected failures become a one-line message and a docum
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
@@ -53,8 +53,9 @@ def _fail(message: str, code: ExitCode = ExitCode.USAGE) -> NoReturn:
 
 
 @contextmanager
-def _expected_errors() -> Iterator[None]:
-    """Turn the failures a user can cause into a message and exit 2, never a traceback."""
+def _expected_errors(run_dir: Path | str = "RUN_DIR") -> Iterator[None]:
+    """Turn the failures a user can cause into a message and exit 2, never a traceback;
+    ``run_dir`` is named in how to go on after Ctrl-C."""
     from bulkinvoke.aws import AwsConfigError
     from bulkinvoke.export import ExportError
     from bulkinvoke.ledger_errors import LedgerError, LedgerWriteError
@@ -81,7 +82,10 @@ def _expected_errors() -> Iterator[None]:
     except (ManifestError, RunError, AwsConfigError, LedgerError, ExportError) as error:
         _fail(str(error))
     except KeyboardInterrupt:
-        _fail("interrupted", ExitCode.INTERRUPTED)
+        _fail(
+            f"interrupted; nothing is lost: continue with `bulkinvoke resume {run_dir}`",
+            ExitCode.INTERRUPTED,
+        )
 
 
 def _subscribers(stack: ExitStack, quiet: bool) -> Subscribers:
@@ -306,7 +310,10 @@ def submit(
         expire_after=expire_after,
         aws=aws,
     )
-    with ExitStack() as stack, _expected_errors():
+    from bulkinvoke.runner import default_run_dir
+
+    run_dir = run_dir or default_run_dir(manifest, endpoint, chosen_shard)
+    with ExitStack() as stack, _expected_errors(run_dir):
         if local:
             from dataclasses import replace
 
@@ -413,7 +420,7 @@ def _aws_overrides(
 
 
 def _continue_run(
-    run: Callable[..., RunResult],
+    run: partial[RunResult],
     timeout: float | None,
     notifications_queue: str | None,
     region: str | None,
@@ -424,7 +431,7 @@ def _continue_run(
     quiet: bool,
 ) -> NoReturn:
     """What resume, collect and retry share: the saved run, these overrides, one result."""
-    with ExitStack() as stack, _expected_errors():
+    with ExitStack() as stack, _expected_errors(run.args[0]):
         result = run(
             timeout=timeout,
             aws=_aws_overrides(region, profile, endpoint_url, s3_endpoint_url),

@@ -115,3 +115,30 @@ def test_kill_9_while_waiting_for_results_resends_nothing(
     assert json.loads(done.stdout)["submitted_this_session"] == 0
     sent = _accepted(emulator) - before
     assert len(sent) == 30 and set(sent.values()) == {1}
+
+
+def test_ctrl_c_stops_resumably_with_exit_130_and_says_how_to_go_on(
+    emulator: LocalStack, s3: Any, tmp_path: Path
+) -> None:
+    data = make_dataset(s3, tmp_path, 40)
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bulkinvoke", "submit", str(data.manifest), "--endpoint", "demo",
+         "--run-dir", str(run_dir), "--rate", "10"],
+        env=cli_env(emulator), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    _wait_for_batches(run_dir, process)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert f"bulkinvoke resume {run_dir}" in stderr and "Traceback" not in stderr
+
+    interrupted = read_ledger(run_dir)
+    assert (interrupted["state"] != "succeeded").any(), "interrupted before the end"
+    done = run_cli(emulator, "resume", str(run_dir), "--json")
+    assert done.returncode == 0, done.stderr
+    assert (read_ledger(run_dir)["state"] == "succeeded").all()
+    accepted = emulator.accepted_ids()
+    ids = [inference_id("", "demo", location, 1) for location in data.locations]
+    assert all(accepted.get(i) == 1 for i in ids), "every input sent once, none twice"
