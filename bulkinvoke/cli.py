@@ -33,6 +33,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 app.command("emulator", help="Serve a local async endpoint plus S3/SNS/SQS on 127.0.0.1.")(
     emulator_command

@@ -25,7 +25,8 @@ def test_command_has_help_text(name: str) -> None:
     for parameter in command.params:
         if parameter.param_type_name == "option" and parameter.name != "help":
             assert parameter.help, f"{name} {parameter.opts} has no help text"
-            # rich reads "[word ...]" as markup and drops it from the rendered help
+            # Help is plain text now, but rich (typer's other help mode) would read "[word ...]"
+            # as markup and drop it: kept out, so the texts stay right in either mode.
             assert not re.search(r"\[[a-z]", parameter.help), (
                 f"{name} {parameter.opts}: brackets in help text vanish as rich markup"
             )
