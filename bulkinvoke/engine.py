@@ -653,7 +653,8 @@ class Engine:
             return
         self._last_progress = now
         elapsed = now - self._started
-        rate = self._submitted / elapsed if elapsed > 0 else 0.0
+        # Over at least a second: the first call alone, a few ms in, is no rate.
+        rate = self._submitted / max(elapsed, 1.0)
         left = len(self._work) + len(self._ready)
         self._subscribers.progress(
             Progress(
