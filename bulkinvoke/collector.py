@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from bulkinvoke.aws import bucket_owner_args
 from bulkinvoke.s3uri import S3Location, parse_s3_uri
 from bulkinvoke.states import State
 
@@ -97,7 +98,7 @@ class Collector:
         self._strategy = strategy
         self._clock = clock
         self._owner_args = (
-            {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
+            bucket_owner_args(expected_bucket_owner)
         )
         self.requests = RequestCounter()
         # Keys a directory held at its last listing: the estimate of what listing it again costs.

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from bulkinvoke.aws import bucket_owner_args
 from bulkinvoke.export import ExportStopped
 from bulkinvoke.retry import ErrorKind, classify
 from bulkinvoke.s3uri import parse_s3_uri
@@ -158,7 +159,7 @@ class Downloader:
     ) -> None:
         self._s3 = s3
         self._owner_args = (
-            {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
+            bucket_owner_args(expected_bucket_owner)
         )
         self.limit = limit
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="bulkinvoke-export")

@@ -12,7 +12,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from bulkinvoke.aws import AwsSettings, make_clients
+from bulkinvoke.aws import AwsSettings, bucket_owner_args, make_clients
 from bulkinvoke.s3uri import parse_s3_uri
 
 LOCAL_BUCKET = "bulkinvoke-local"
@@ -65,7 +65,7 @@ def upload_inputs(
     s3: Any, locations: list[str], inputs_dir: Path, *, expected_bucket_owner: str | None = None
 ) -> int:
     """Put each ``inputs_dir/<name>`` at the manifest location whose key ends in that name."""
-    owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
+    owner = bucket_owner_args(expected_bucket_owner)
     buckets: set[str] = set()
     uploaded = 0
     for location in locations:

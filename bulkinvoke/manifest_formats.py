@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
+from bulkinvoke.aws import bucket_owner_args
 from bulkinvoke.manifest_csv import read_delimited
 from bulkinvoke.manifest_rows import (
     INTEGER_COLUMNS,
@@ -349,7 +350,7 @@ def list_prefix_rows(
         raise ManifestError(f"{uri}: not an s3://bucket/prefix/ URI") from None
     keys: list[str] = []
     try:
-        owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
+        owner = bucket_owner_args(expected_bucket_owner)
         for page in s3_client.get_paginator("list_objects_v2").paginate(
             Bucket=bucket, Prefix=prefix, **owner
         ):

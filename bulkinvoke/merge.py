@@ -143,11 +143,12 @@ def _download_runs(
 ) -> list[Path]:
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from bulkinvoke.aws import bucket_owner_args
     from bulkinvoke.mirror_files import MirrorError, download_run, list_prefix
 
     prefix = source if source.endswith("/") else source + "/"
     owner = aws.expected_bucket_owner if aws else None
-    owner_args = {"ExpectedBucketOwner": owner} if owner else {}
+    owner_args = bucket_owner_args(owner)
     try:
         names = list_prefix(s3, prefix, owner_args)
         runs = sorted(

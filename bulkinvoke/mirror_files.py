@@ -37,13 +37,13 @@ def mirror_client(run_dir: Path, overrides: AwsSettings | None) -> tuple[Any, di
     """An S3 client (and the ExpectedBucketOwner arguments) for the mirror of ``run_dir``: the
     run's saved AWS settings if the run is here, else the environment's, each field that
     ``overrides`` sets replacing the saved one."""
-    from bulkinvoke.aws import AwsSettings, make_clients
+    from bulkinvoke.aws import AwsSettings, bucket_owner_args, make_clients
 
     path = run_dir / CONFIG_NAME
     saved = read_config(path).get("options", {}).get("aws") if path.is_file() else None
     settings = AwsSettings.from_config(saved or {}).merged_with(overrides or AwsSettings())
     owner = settings.expected_bucket_owner
-    return make_clients(settings).s3, {"ExpectedBucketOwner": owner} if owner else {}
+    return make_clients(settings).s3, bucket_owner_args(owner)
 
 
 def list_prefix(s3: Any, uri: str, owner_args: dict[str, str]) -> dict[str, str]:

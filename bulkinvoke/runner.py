@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from bulkinvoke.aws import AwsSettings, make_clients
+from bulkinvoke.aws import AwsSettings, bucket_owner_args, make_clients
 from bulkinvoke.collector import Collector, Watch
 from bulkinvoke.engine import Engine, EngineResult, EngineSettings, Outcome
 from bulkinvoke.events import NoticeLevel, Subscribers
@@ -168,7 +168,7 @@ def submit(
     subscribers = subscribers or Subscribers()
     mirror = mirror.for_shard(shard) if mirror else saved_settings(run_dir)
     owner = options.aws.expected_bucket_owner
-    owner_args = {"ExpectedBucketOwner": owner} if owner else {}
+    owner_args = bucket_owner_args(owner)
 
     def check_mirrored_run(config: dict[str, Any]) -> None:
         _check_same_run(config, manifest, options, shard)
