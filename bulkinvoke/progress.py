@@ -29,11 +29,16 @@ def _limit(progress: Progress) -> str:
     return "unlimited" if progress.rate_limit is None else f"{progress.rate_limit:.0f}/s"
 
 
+def _sent(progress: Progress) -> int:
+    """Items sent and accepted: rows refused before sending (``rejected``) are not among them."""
+    return progress.count(State.SUBMITTED, State.SUCCEEDED, State.FAILED, State.EXPIRED)
+
+
 def describe(progress: Progress) -> str:
     done = progress.count(State.SUCCEEDED)
     failed = progress.count(State.FAILED, State.EXPIRED, State.REJECTED)
     return (
-        f"{progress.count(State.SUBMITTED) + done + failed}/{progress.total} sent, "
+        f"{_sent(progress)}/{progress.total} sent, "
         f"{done} succeeded, {failed} failed, {progress.awaiting_results} awaiting results, "
         f"{progress.calls_in_progress} calls in progress, {progress.submit_rate:.1f}/s "
         f"(limit {_limit(progress)}), {progress.throttles} throttled, "
@@ -68,7 +73,7 @@ class LiveProgress:
         done = progress.count(State.SUCCEEDED)
         failed = progress.count(State.FAILED, State.EXPIRED, State.REJECTED)
         table.add_row(
-            f"{progress.count(State.SUBMITTED) + done + failed}/{progress.total}",
+            f"{_sent(progress)}/{progress.total}",
             f"[green]{done}[/]",
             f"[red]{failed}[/]",
             str(progress.awaiting_results),

@@ -12,7 +12,7 @@ from bulkinvoke.states import State
 
 SNAPSHOT = Progress(
     total=10,
-    counts={State.SUBMITTED: 3, State.SUCCEEDED: 4, State.FAILED: 1},
+    counts={State.SUBMITTED: 3, State.SUCCEEDED: 4, State.FAILED: 1, State.REJECTED: 1},
     calls_in_progress=2,
     awaiting_results=3,
     submit_rate=12.5,
@@ -37,4 +37,5 @@ def test_live_display_draws_progress_and_notices_on_a_terminal() -> None:
 
 def test_log_line_counts_what_was_sent() -> None:
     line = describe(SNAPSHOT)
-    assert line.startswith("8/10 sent, 4 succeeded, 1 failed, 3 awaiting results")
+    # A rejected row was never sent, but it is a failure all the same.
+    assert line.startswith("8/10 sent, 4 succeeded, 2 failed, 3 awaiting results")
