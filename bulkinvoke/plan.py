@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from bulkinvoke.ledger import Ledger
-    from bulkinvoke.runner import RunOptions
+    from bulkinvoke.run_setup import RunOptions
 
 # The service's defaults, which apply when a call does not set them.
 DEFAULT_REQUEST_TTL_SECONDS = 21600

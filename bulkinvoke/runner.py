@@ -7,12 +7,10 @@ the options it was started with. Both return a :class:`RunResult`; neither print
 
 from __future__ import annotations
 
-import math
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,64 +22,42 @@ from bulkinvoke.exit_codes import ExitCode
 from bulkinvoke.invoker import Call, Invoker
 from bulkinvoke.ledger import Event, Ledger
 from bulkinvoke.ledger_io import CONFIG_NAME, read_config
-from bulkinvoke.ledger_views import duplicates_table
 from bulkinvoke.limiter import RateLimiter
-from bulkinvoke.manifest import Manifest, problems_table, read_manifest
 from bulkinvoke.mirror import LedgerMirror, MirrorSettings, open_mirror, saved_settings
 from bulkinvoke.mirror_files import mirror_client
 from bulkinvoke.notifications import NotificationQueue
-from bulkinvoke.options import RequestOptions, check_endpoint_name
 from bulkinvoke.plan import CallFactory, RunState, load_run_state
 from bulkinvoke.retry import RetryPolicy, classify
+from bulkinvoke.run_setup import (
+    InvalidManifest,
+    RunError,
+    RunOptions,
+    check_options,
+    check_same_run,
+    check_shard,
+    default_run_dir,
+    open_or_create,
+    parse_max_failures,
+    read_valid_manifest,
+)
 from bulkinvoke.shards import Shard, select_shard
 from bulkinvoke.states import State
 
-RUNS_ROOT = Path("bulkinvoke-runs")
-CONFIG_VERSION = 1
-
-
-class RunError(Exception):
-    """A run cannot start as asked (a usage error: nothing was sent)."""
-
-
-class InvalidManifest(RunError):
-    def __init__(self, manifest: Manifest) -> None:
-        self.manifest = manifest
-        n = len(manifest.problems)
-        super().__init__(f"{manifest.source}: {n} invalid row{'s' * (n != 1)}; nothing was sent")
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """What the user chose for a run; kept in run.json so resume and retry use the same."""
-
-    endpoint: str
-    request: RequestOptions = field(default_factory=RequestOptions)
-    output_path_extension: str | None = None
-    id_namespace: str = ""
-    rate: float | None = None
-    concurrency: int = 16
-    max_in_flight: int | None = None
-    max_failures: str | None = None
-    expire_after: float | None = None
-    aws: AwsSettings = field(default_factory=AwsSettings)
-
-    def to_config(self) -> dict[str, Any]:
-        config = asdict(self)
-        config["aws"] = self.aws.to_config()
-        return config
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> RunOptions:
-        values = dict(config)
-        values["request"] = RequestOptions(**values["request"])
-        values["aws"] = AwsSettings.from_config(values["aws"])
-        return cls(**values)
-
-
-# Changing these would change what an attempt sends, so a continued run must keep them.
-_FIXED_OPTIONS = ("endpoint", "request", "output_path_extension", "id_namespace")
-
+# Names the CLI, tests and library users import from here.
+__all__ = [
+    "DryRun",
+    "InvalidManifest",
+    "RunError",
+    "RunOptions",
+    "RunResult",
+    "collect",
+    "default_run_dir",
+    "dry_run",
+    "parse_max_failures",
+    "resume",
+    "retry",
+    "submit",
+]
 
 @dataclass(frozen=True)
 class RunResult:
@@ -120,24 +96,6 @@ class DryRun:
     invalid: int
 
 
-def default_run_dir(manifest: str, endpoint: str, shard: Shard | None = None) -> Path:
-    name = manifest.rstrip("/").rsplit("/", 1)[-1] or manifest
-    stem = Path(name).stem if not manifest.startswith("s3://") else name
-    suffix = f"-{shard.label}" if shard else ""
-    return RUNS_ROOT / re.sub(r"[^A-Za-z0-9._-]+", "_", f"{stem}-{endpoint}{suffix}")
-
-
-def parse_max_failures(text: str | None, total: int) -> int | None:
-    """``N`` failures, or ``P%`` of the run's items, after which the run stops."""
-    if text is None:
-        return None
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(%?)\s*", text)
-    if match is None:
-        raise RunError(f"--max-failures takes a count or a percentage, not {text!r}")
-    number = float(match.group(1))
-    return int(total * number / 100) if match.group(2) else int(number)
-
-
 def submit(
     manifest_source: str,
     options: RunOptions,
@@ -155,12 +113,12 @@ def submit(
     run already there. With ``mirror`` (else the one in run.json), the ledger is kept in S3 too
     (each shard under its own ``shard-K-of-N/``), and a run only there is continued from it."""
     started = time.monotonic()
-    _check_options(options)
+    check_options(options)
     run_dir = run_dir or default_run_dir(manifest_source, options.endpoint, shard)
     if Ledger.exists(run_dir):
-        _check_shard(read_config(run_dir / CONFIG_NAME), shard)
+        check_shard(read_config(run_dir / CONFIG_NAME), shard)
     clients = make_clients(options.aws, max_connections=options.concurrency + 4)
-    manifest = _read_valid_manifest(
+    manifest = read_valid_manifest(
         manifest_source, clients.s3, skip_invalid, options.aws.expected_bucket_owner
     )
     if shard is not None:
@@ -171,12 +129,12 @@ def submit(
     owner_args = bucket_owner_args(owner)
 
     def check_mirrored_run(config: dict[str, Any]) -> None:
-        _check_same_run(config, manifest, options, shard)
+        check_same_run(config, manifest, options, shard)
 
     with open_mirror(
         run_dir, mirror, clients.s3, subscribers, owner_args, check_mirrored_run
     ) as copy:
-        ledger = _open_or_create(run_dir, manifest, options, shard, mirror)
+        ledger = open_or_create(run_dir, manifest, options, shard, mirror)
         session = _Session(
             options, clients, started, wait, timeout, notifications_queue, subscribers, copy
         )
@@ -280,11 +238,11 @@ def dry_run(
     shard: Shard | None = None,
 ) -> DryRun:
     """What ``submit`` would do, sending nothing and writing nothing."""
-    _check_options(options)
+    check_options(options)
     run_dir = run_dir or default_run_dir(manifest_source, options.endpoint, shard)
     if s3_client is None and manifest_source.startswith("s3://"):
         s3_client = make_clients(options.aws).s3
-    manifest = _read_valid_manifest(
+    manifest = read_valid_manifest(
         manifest_source, s3_client, skip_invalid, options.aws.expected_bucket_owner
     )
     if shard is not None:
@@ -295,7 +253,7 @@ def dry_run(
         with Ledger.open(run_dir, writable=False) as ledger:
             # What submit would refuse, the dry run refuses too, rather than count another
             # run's items as done.
-            _check_same_run(ledger.config, manifest, options, shard)
+            check_same_run(ledger.config, manifest, options, shard)
             counts = ledger.counts()
         done = sum(n for state, n in counts.items() if state.is_final)
     total = manifest.table.num_rows
@@ -312,132 +270,6 @@ def dry_run(
         len(manifest.duplicates),
         len(manifest.problems),
     )
-
-
-def _check_options(options: RunOptions) -> None:
-    """Refuse, before anything is written, options that would fail every call or the run later
-    (and, saved in run.json, every resume of it too)."""
-    problem = check_endpoint_name(options.endpoint)
-    if problem:
-        raise RunError(problem)
-    if options.rate is not None and not (math.isfinite(options.rate) and options.rate > 0):
-        raise RunError(f"--rate must be a positive number of calls per second, not {options.rate}")
-    parse_max_failures(options.max_failures, 0)
-
-
-def _read_valid_manifest(
-    source: str, s3_client: Any, skip_invalid: bool, expected_bucket_owner: str | None = None
-) -> Manifest:
-    manifest = read_manifest(
-        source, s3_client=s3_client, expected_bucket_owner=expected_bucket_owner
-    )
-    if manifest.problems and not skip_invalid:
-        raise InvalidManifest(manifest)
-    return manifest
-
-
-def _open_or_create(
-    run_dir: Path,
-    manifest: Manifest,
-    options: RunOptions,
-    shard: Shard | None,
-    mirror: MirrorSettings | None,
-) -> Ledger:
-    if Ledger.exists(run_dir):
-        ledger = Ledger.open(run_dir)
-        try:
-            _check_same_run(ledger.config, manifest, options, shard)
-            ledger.config["options"] = options.to_config()
-            if mirror is not None:
-                ledger.config["mirror"] = mirror.to_config()
-            ledger.save_config(ledger.config)
-        except BaseException:
-            ledger.close()
-            raise
-        return ledger
-    import pyarrow as pa
-
-    plan = manifest.table
-    if manifest.problems:
-        plan = pa.concat_tables(
-            [plan, problems_table(manifest.problems)], promote_options="default"
-        )
-        plan = plan.sort_by("row")
-    config = {
-        "version": CONFIG_VERSION,
-        "created_at": time.time(),
-        "manifest": {
-            "source": str(manifest.source),
-            "fingerprint": manifest.fingerprint,
-            "rows": manifest.row_count,
-            "items": plan.num_rows,
-            "duplicates": len(manifest.duplicates),
-        },
-        "options": options.to_config(),
-        "shard": shard.to_config() if shard else None,
-        "mirror": mirror.to_config() if mirror else None,
-    }
-    duplicates = duplicates_table(
-        [d.row for d in manifest.duplicates], [d.first_row for d in manifest.duplicates]
-    )
-    ledger = Ledger.create(run_dir, config, plan, duplicates)
-    now = time.time()
-    ledger.record_many(
-        Event(p.row, 1, State.REJECTED, now, error=p.reason)
-        for p in manifest.problems
-        if p.row is not None
-    )
-    ledger.flush()
-    return ledger
-
-
-def _check_shard(config: dict[str, Any], shard: Shard | None) -> None:
-    before = Shard.from_config(config.get("shard"))
-    if before != shard:
-        held = f"shard {before}" if before else "the whole manifest"
-        asked = f"shard {shard}" if shard else "the whole manifest"
-        raise RunError(
-            f"the run in this directory is of {held}, not {asked}: each shard is a run of its "
-            "own, in its own --run-dir"
-        )
-
-
-def _check_same_run(
-    config: dict[str, Any], manifest: Manifest, options: RunOptions, shard: Shard | None
-) -> None:
-    _check_shard(config, shard)
-    saved = config["manifest"]
-    if saved["fingerprint"] != manifest.fingerprint:
-        raise RunError(
-            f"the run in this directory was made from a different manifest "
-            f"({saved['source']}, {saved['fingerprint'][:19]}...); "
-            "use another --run-dir, or `bulkinvoke resume` to continue the existing run"
-        )
-    before = RunOptions.from_config(config["options"])
-    for name, was, now in _fixed_values(before, options):
-        if was != now:
-            shown = "(not shown: custom attributes are sensitive)"
-            if name != "custom_attributes":
-                shown = f"(--{name.replace('_', '-')} {was!r}, not {now!r})"
-            raise RunError(
-                f"this run was started with a different --{name.replace('_', '-')} {shown}; "
-                "a continued run must send the same requests: pass the same options, "
-                "use `bulkinvoke resume`, or start a new run with another --run-dir"
-            )
-
-
-def _fixed_values(before: RunOptions, now: RunOptions) -> Iterator[tuple[str, Any, Any]]:
-    """(option, value before, value now) for every option a continued run must keep."""
-    for name in _FIXED_OPTIONS:
-        if name == "request":
-            for option in fields(RequestOptions):
-                yield (
-                    option.name,
-                    getattr(before.request, option.name),
-                    getattr(now.request, option.name),
-                )
-        else:
-            yield name, getattr(before, name), getattr(now, name)
 
 
 @dataclass
