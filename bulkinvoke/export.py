@@ -1,7 +1,8 @@
 """Tables from the ledger: Parquet, CSV or JSON Lines, chosen by the output file's extension.
 
-The table is ``read_ledger``'s, written in chunks so that memory stays bounded; ``with_output``
-adds each succeeded item's output body (``export_outputs``). The only paths written are the file
+The table is ``read_ledger``'s, held in memory (about what ``status`` needs for the ledger) and
+written in chunks; ``with_output`` adds each succeeded item's output body (``export_outputs``),
+downloaded chunk by chunk so that the bodies in memory stay within a fixed budget. The only paths written are the file
 named and hidden temporary files beside it; the file appears by a rename once it is complete,
 so a failed or interrupted export leaves no partial file behind.
 """

@@ -282,7 +282,7 @@ def _histogram(histogram: dict[str, Any] | None) -> str | None:
             f'text-anchor="middle">{fmt.duration(edge)}</text>'
         )
     scale = "log scale" if histogram["scale"] == "log" else "linear scale"
-    parts.append(_x_label(f"latency, submitted to output seen ({scale})", HEIGHT))
+    parts.append(_x_label(f"latency, submitted to output written ({scale})", HEIGHT))
     return _svg(HEIGHT, "Latency of succeeded items", parts)
 
 

@@ -213,7 +213,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         ],
         {2, 3, 4},
     )
-    lines += ["", "## Latency, submitted to output seen (succeeded items)", ""]
+    lines += ["", "## Latency, submitted to output written (succeeded items)", ""]
     keys = ["p50", "p90", "p99", "max", "mean"]
     lines += _table(
         ["items", *keys],
