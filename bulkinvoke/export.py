@@ -2,9 +2,9 @@
 
 The table is ``read_ledger``'s, held in memory (about what ``status`` needs for the ledger) and
 written in chunks; ``with_output`` adds each succeeded item's output body (``export_outputs``),
-downloaded chunk by chunk so that the bodies in memory stay within a fixed budget. The only paths written are the file
-named and hidden temporary files beside it; the file appears by a rename once it is complete,
-so a failed or interrupted export leaves no partial file behind.
+downloaded chunk by chunk so that the bodies in memory stay within a fixed budget. The only
+paths written are the file named and hidden temporary files beside it; the file appears by a
+rename once it is complete, so a failed or interrupted export leaves no partial file behind.
 """
 
 from __future__ import annotations

@@ -295,14 +295,17 @@ def _open_run(
 ) -> Iterator[tuple[Ledger, LedgerMirror | None]]:
     """The run's ledger, open for writing, and its mirror (``mirror``, else the one in
     run.json), whose lease is held until the end; a run only in the mirror is downloaded."""
-    settings = mirror or saved_settings(run_dir)
+    saved = saved_settings(run_dir)
+    # The same prefix again keeps the run's own lease duration (--ledger-lease-seconds).
+    settings = saved if saved and (mirror is None or mirror.uri == saved.uri) else mirror
     s3, owner_args = mirror_client(run_dir, aws) if settings else (None, {})
     with open_mirror(run_dir, settings, s3, subscribers, owner_args) as copy:
         if not Ledger.exists(run_dir):
             elsewhere = f", nor does {settings.uri}" if settings else ""
             raise RunError(f"{run_dir} holds no bulkinvoke run{elsewhere}")
         with Ledger.open(run_dir) as ledger:
-            if mirror is not None and ledger.config.get("mirror") != mirror.to_config():
+            recorded = ledger.config.get("mirror") or {}
+            if mirror is not None and recorded.get("uri") != mirror.uri:
                 ledger.save_config({**ledger.config, "mirror": mirror.to_config()})
             yield ledger, copy
 

@@ -2,7 +2,7 @@
 
 A row belongs to shard::
 
-    int.from_bytes(sha256(id.encode("utf-8"))[:8], "big") % count
+    int.from_bytes(sha256(id.encode("utf-8")).digest()[:8], "big") % count
 
 where ``id`` is the inference ID of the row's first attempt (``ids.inference_id``: the row's own
 ``inference_id`` if it has one, else the generated ``bi-`` ID). Shards are numbered from 0, like
