@@ -117,14 +117,25 @@ class Lease:
                 raise LeaseLost(self.lost)
             try:
                 self._put(self.seconds, IfMatch=self._etag or "")
+                return
             except ClientError as error:
                 if not _conflict(error):
                     raise
-                self.lost = (
-                    f"the lease {self.uri} was taken by another process after it expired "
-                    "(this one could not renew it in time); this process stopped mirroring"
-                )
-                raise LeaseLost(self.lost) from None
+            # A renewal whose answer was lost still changed the ETag: still ours if the lease
+            # names this process.
+            current = self._read()
+            if current is not None and current[0].get("owner") == self.owner:
+                try:
+                    self._put(self.seconds, IfMatch=current[1])
+                    return
+                except ClientError as error:
+                    if not _conflict(error):
+                        raise
+            self.lost = (
+                f"the lease {self.uri} was taken by another process after it expired "
+                "(this one could not renew it in time); this process stopped mirroring"
+            )
+            raise LeaseLost(self.lost)
 
     def ensure_held(self) -> None:
         """Before each write to the prefix: raise ``LeaseLost`` unless the lease is surely

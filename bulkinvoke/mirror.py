@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +54,7 @@ from bulkinvoke.mirror_files import (
     download_run,
     last_seq,
     list_prefix,
+    needed_events,
 )
 from bulkinvoke.s3uri import parse_s3_uri
 
@@ -119,9 +120,13 @@ class LedgerMirror:
             run_dir=self._run_dir,
             owner_args=self._owner_args,
         )
-        # Key -> MD5 of what the prefix holds, so that only what changed is uploaded. Event
-        # files and the plan never change once written, so their MD5 is computed once.
+        # Key -> ETag of each object under the prefix, as S3 reports it. An ETag is the MD5 of
+        # the content only for some uploads (not with SSE-KMS, nor on every S3-compatible
+        # store), so content is compared by MD5 (``_synced``), and ETags only with ETags.
         self._remote: dict[str, str] = {}
+        # Key -> MD5 of the content this process knows the prefix holds: only what changed is
+        # uploaded. Event files and the plan never change once written.
+        self._synced: dict[str, str] = {}
         self._local_md5: dict[str, str] = {}
         self._sync_guard = threading.Lock()
         self._stop = threading.Event()
@@ -139,13 +144,14 @@ class LedgerMirror:
                 if name != LEASE_NAME
             }
             if (self._run_dir / CONFIG_NAME).is_file():
-                self._check_same_run(read_config(self._run_dir / CONFIG_NAME))
-                self._check_not_behind()
+                state = self._load_state()
+                self._check_same_run(read_config(self._run_dir / CONFIG_NAME), state)
+                self._check_not_behind(state)
             elif CONFIG_NAME in self._remote:
                 if check_run is not None:
                     check_run(self._remote_config())
                 copied = download_run(self._s3, self.uri, self._run_dir, self._owner_args)
-                self._remote.update(copied)
+                self._synced.update(copied)
                 self._local_md5.update(copied)
                 self._save_state()
                 self._notice(NoticeLevel.INFO, f"continuing the run mirrored at {self.uri}")
@@ -226,6 +232,7 @@ class LedgerMirror:
                     failed.append(name)
                 else:
                     del self._remote[name]
+                    self._synced.pop(name, None)
         self._save_state()
         if failed:
             # Kept in _remote: the next sync deletes them again.
@@ -240,7 +247,7 @@ class LedgerMirror:
             digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
             if immutable:
                 self._local_md5[name] = digest
-        if self._remote.get(name) == digest:
+        if digest in (self._synced.get(name), self._remote.get(name)):
             return
         self._lease.ensure_held()
         conditions = {}
@@ -252,28 +259,45 @@ class LedgerMirror:
             # its file of that name stays and this one is refused.
             conditions = {"IfNoneMatch": "*"}
         try:
-            self._s3.put_object(
+            response = self._s3.put_object(
                 Bucket=self._target.bucket,
                 Key=self._target.key + name,
                 Body=data if data is not None else path.read_bytes(),
                 **conditions,
                 **self._owner_args,
             )
+            self._remote[name] = str(response.get("ETag", "")).strip('"')
         except ClientError as error:
             if not immutable or _error_code(error) not in ("PreconditionFailed", "412"):
                 raise
-            if self._remote_etag(name) != digest:
+            # Already there: this process's own earlier upload (whose answer was lost), or
+            # another writer's file.
+            if self._remote_md5(name) != digest:
                 raise LeaseLost(
                     f"{self.uri}{name} was written by another process: another machine is "
                     "going on with this run; this process stopped mirroring"
                 ) from None
-        self._remote[name] = digest
+        self._synced[name] = digest
 
-    def _remote_etag(self, name: str) -> str:
-        response = self._s3.head_object(
+    def _remote_md5(self, name: str) -> str:
+        response = self._s3.get_object(
             Bucket=self._target.bucket, Key=self._target.key + name, **self._owner_args
         )
-        return str(response["ETag"]).strip('"')
+        return hashlib.md5(response["Body"].read(), usedforsecurity=False).hexdigest()
+
+    def _holds(self, name: str, md5: str | None, state: _State) -> bool:
+        """Whether the prefix's ``name`` has the content whose MD5 is ``md5``."""
+        etag = self._remote.get(name)
+        if md5 is None or etag is None:
+            return False
+        if etag in (md5, state.etags.get(name)) and state.md5.get(name, md5) == md5:
+            # The ETag of an upload without SSE-KMS is its MD5; else the one recorded for it.
+            self._synced[name] = md5
+            return True
+        if self._remote_md5(name) == md5:
+            self._synced[name] = md5
+            return True
+        return False
 
     def _remote_config(self) -> dict[str, Any]:
         response = self._s3.get_object(
@@ -287,17 +311,16 @@ class LedgerMirror:
             raise MirrorError(f"{self.uri}{CONFIG_NAME} is not a run's run.json")
         return config
 
-    def _check_same_run(self, local: dict[str, Any]) -> None:
+    def _check_same_run(self, local: dict[str, Any], state: _State) -> None:
         """Refuse a prefix that holds another run than the local one."""
         if CONFIG_NAME not in self._remote:
             if any(EVENT_NAME.fullmatch(name) for name in self._remote):
                 raise MirrorError(f"{self.uri} holds ledger files but no run.json: not this run")
             return
         remote = self._remote_config()
-        plan = self._local_digest(PLAN_NAME)
-        same = (
-            _identity(remote) == _identity(local)
-            and self._remote.get(PLAN_NAME, plan) == plan
+        same = _identity(remote) == _identity(local) and (
+            PLAN_NAME not in self._remote
+            or self._holds(PLAN_NAME, self._local_digest(PLAN_NAME), state)
         )
         if not same:
             raise MirrorError(
@@ -305,18 +328,16 @@ class LedgerMirror:
                 f"{self._run_dir}: give each run a --ledger-uri of its own"
             )
 
-    def _check_not_behind(self) -> None:
+    def _check_not_behind(self, state: _State) -> None:
         """Refuse a prefix that went on without this directory: events beyond the local ones, or
-        any event file this directory neither wrote nor saw there when it last synced."""
+        an event file a reader of the prefix would read that is neither one this directory
+        uploaded (by ``mirror.json``) nor the same as a file here."""
         local = list_event_files(self._run_dir / EVENTS_DIR).last_seq
         remote = last_seq(self._remote)
-        known = self._load_state()
         foreign = [
             name
-            for name, etag in self._remote.items()
-            if EVENT_NAME.fullmatch(name)
-            and known.get(name) != etag
-            and not ((self._run_dir / name).is_file() and self._local_digest(name) == etag)
+            for name in needed_events(self._remote)
+            if not self._holds(name, state.md5.get(name) or self._local_md5_if_any(name), state)
         ]
         if remote > local or foreign:
             raise MirrorError(
@@ -326,25 +347,30 @@ class LedgerMirror:
                 "mirror, or mirror this run elsewhere"
             )
 
+    def _local_md5_if_any(self, name: str) -> str | None:
+        return self._local_digest(name) if (self._run_dir / name).is_file() else None
+
     def _local_digest(self, name: str) -> str:
         if name not in self._local_md5:
             data = (self._run_dir / name).read_bytes()
             self._local_md5[name] = hashlib.md5(data, usedforsecurity=False).hexdigest()
         return self._local_md5[name]
 
-    def _load_state(self) -> dict[str, str]:
+    def _load_state(self) -> _State:
         try:
-            state = json.loads((self._run_dir / STATE_NAME).read_bytes())
+            saved = json.loads((self._run_dir / STATE_NAME).read_bytes())
         except (OSError, ValueError):
-            return {}
-        if not isinstance(state, dict) or state.get("uri") != self.uri:
-            return {}
-        files = state.get("files")
-        return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+            return _State()
+        if not isinstance(saved, dict) or saved.get("uri") != self.uri:
+            return _State()
+        return _State(_strings(saved.get("md5")), _strings(saved.get("etags")))
 
     def _save_state(self, uploading: dict[str, str] | None = None) -> None:
-        files = {**self._remote, **(uploading or {})}
-        state = {"uri": self.uri, "files": dict(sorted(files.items()))}
+        state = {
+            "uri": self.uri,
+            "md5": dict(sorted({**self._synced, **(uploading or {})}.items())),
+            "etags": dict(sorted(self._remote.items())),
+        }
         write_durably(self._run_dir / STATE_NAME, json.dumps(state, indent=1).encode())
 
     def _loop(self, on_lost: Callable[[str], None]) -> None:
@@ -379,6 +405,19 @@ class LedgerMirror:
 
     def _notice(self, level: NoticeLevel, message: str) -> None:
         self._subscribers.notice(level, message, ledger_uri=self.uri)
+
+
+@dataclass(frozen=True)
+class _State:
+    """``mirror.json``: what this directory put under the prefix (content MD5, by key; written
+    before each upload) and the ETags S3 gave those objects."""
+
+    md5: dict[str, str] = field(default_factory=dict)
+    etags: dict[str, str] = field(default_factory=dict)
+
+
+def _strings(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
 def _identity(config: dict[str, Any]) -> tuple[Any, ...]:

@@ -77,7 +77,7 @@ def download_run(s3: Any, uri: str, run_dir: Path, owner_args: dict[str, str]) -
         copied: dict[str, str] = {}
         try:
             extra = [DUPLICATES_NAME] if DUPLICATES_NAME in listing else []
-            for name in [PLAN_NAME, *extra, *_needed_events(listing), CONFIG_NAME]:
+            for name in [PLAN_NAME, *extra, *needed_events(listing), CONFIG_NAME]:
                 response = s3.get_object(Bucket=target.bucket, Key=target.key + name, **owner_args)
                 data = response["Body"].read()
                 write_durably(run_dir / name, data)
@@ -90,7 +90,7 @@ def download_run(s3: Any, uri: str, run_dir: Path, owner_args: dict[str, str]) -
     raise MirrorError(f"{uri} kept changing while it was downloaded")
 
 
-def _needed_events(names: Iterable[str]) -> list[str]:
+def needed_events(names: Iterable[str]) -> list[str]:
     """The newest c- file and the b- files after it, in seq order: the ledger's reader rule."""
     found = sorted((int(m[2]), m[1], n) for n in names if (m := EVENT_NAME.fullmatch(n)))
     cut = max((seq for seq, kind, _ in found if kind == "c"), default=0)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from botocore.exceptions import ReadTimeoutError
 
 from bulkinvoke.events import Subscribers
 from bulkinvoke.lease import Lease, LeaseHeld, LeaseLost
@@ -261,3 +262,104 @@ def test_losing_the_lease_stops_the_run(s3: Any, prefix: str, tmp_path: Path) ->
                 time.sleep(0.05)
         mirror.release()
     assert reasons and "another process" in reasons[0]
+
+
+def _not_md5(etag: str) -> str:
+    return '"' + etag.strip('"')[::-1] + '-1"'
+
+
+class _KmsLikeS3:
+    """moto's S3 as a bucket with SSE-KMS shows it to the mirror: ETags that are not the MD5 of
+    the content (the lease object is left alone: its ETags must work in If-Match)."""
+
+    def __init__(self, s3: Any) -> None:
+        self._s3 = s3
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+    def put_object(self, **args: Any) -> Any:
+        response = self._s3.put_object(**args)
+        if args["Key"].endswith("_lease.json"):
+            return response
+        return {**response, "ETag": _not_md5(response["ETag"])}
+
+    def get_paginator(self, name: str) -> Any:
+        paginator = self._s3.get_paginator(name)
+
+        class _Pages:
+            def paginate(self, **args: Any) -> Any:
+                for page in paginator.paginate(**args):
+                    listed = page.get("Contents", [])
+                    contents = [{**item, "ETag": _not_md5(item["ETag"])} for item in listed]
+                    yield {**page, "Contents": contents}
+
+        return _Pages()
+
+
+def test_etags_that_are_not_md5_neither_block_a_resume_nor_hide_a_divergence(
+    s3: Any, prefix: str, tmp_path: Path
+) -> None:
+    kms = _KmsLikeS3(s3)
+    settings = MirrorSettings(f"s3://{BUCKET}/{prefix}", lease_seconds=30)
+    first = tmp_path / "a"
+    with _ledger(first) as ledger, open_mirror(first, settings, kms, Subscribers()) as mirror:
+        assert mirror is not None
+        _flush(ledger, 1, State.SUBMITTED)
+        ledger.compact()
+        _flush(ledger, 2, State.SUBMITTED)
+        assert mirror.final_sync() is None
+    for _ in range(2):  # with mirror.json, then as a run mirrored before it existed
+        with open_mirror(first, settings, kms, Subscribers()) as mirror, Ledger.open(
+            first
+        ) as ledger:
+            assert mirror is not None
+            _flush(ledger, 3, State.SUBMITTED)
+            assert mirror.final_sync() is None
+        (first / "mirror.json").unlink()
+
+    second = tmp_path / "b"
+    with open_mirror(second, settings, kms, Subscribers()) as mirror, Ledger.open(second) as copy:
+        assert mirror is not None
+        _flush(copy, 1, State.SUCCEEDED)
+        assert mirror.final_sync() is None
+    with Ledger.open(first) as ledger:
+        _flush(ledger, 4, State.SUBMITTED)  # the same sequence number as the second's
+    with pytest.raises(MirrorError, match="went on without"), open_mirror(
+        first, settings, kms, Subscribers()
+    ):
+        pass
+
+
+class _LosesOneLeaseAnswer:
+    """S3 that writes the lease and then loses the answer, once, when armed."""
+
+    def __init__(self, s3: Any) -> None:
+        self._s3 = s3
+        self.armed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+    def put_object(self, **args: Any) -> Any:
+        response = self._s3.put_object(**args)
+        if self.armed:
+            self.armed = False
+            raise ReadTimeoutError(endpoint_url="http://s3")
+        return response
+
+
+def test_a_renewal_whose_answer_was_lost_keeps_the_lease(
+    s3: Any, prefix: str, tmp_path: Path
+) -> None:
+    flaky = _LosesOneLeaseAnswer(s3)
+    lease = Lease(flaky, BUCKET, prefix + "_lease.json", seconds=30, run_dir=tmp_path)
+    lease.acquire()
+    flaky.armed = True
+    with pytest.raises(ReadTimeoutError):
+        lease.renew()
+    lease.renew()
+    lease.ensure_held()
+    holder = json.loads(s3.get_object(Bucket=BUCKET, Key=prefix + "_lease.json")["Body"].read())
+    assert holder["owner"] == lease.owner and lease.lost is None
+    lease.release()
