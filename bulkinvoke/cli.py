@@ -5,6 +5,7 @@ renders what it returns. Expected failures become a one-line message and a docum
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from functools import partial
@@ -54,9 +55,9 @@ def _fail(message: str, code: ExitCode = ExitCode.USAGE) -> NoReturn:
 
 
 @contextmanager
-def _expected_errors(run_dir: Path | str = "RUN_DIR") -> Iterator[None]:
+def _expected_errors(go_on: str = "run the same command again") -> Iterator[None]:
     """Turn the failures a user can cause into a message and exit 2, never a traceback;
-    ``run_dir`` is named in how to go on after Ctrl-C."""
+    ``go_on`` says how to continue after Ctrl-C."""
     from bulkinvoke.aws import AwsConfigError
     from bulkinvoke.export import ExportError
     from bulkinvoke.ledger_errors import LedgerError, LedgerWriteError
@@ -84,7 +85,7 @@ def _expected_errors(run_dir: Path | str = "RUN_DIR") -> Iterator[None]:
         _fail(str(error))
     except KeyboardInterrupt:
         _fail(
-            f"interrupted; nothing is lost: continue with `bulkinvoke resume {run_dir}`",
+            f"interrupted; nothing is lost: {go_on}",
             ExitCode.INTERRUPTED,
         )
 
@@ -314,7 +315,12 @@ def submit(
     from bulkinvoke.runner import default_run_dir
 
     run_dir = run_dir or default_run_dir(manifest, endpoint, chosen_shard)
-    with ExitStack() as stack, _expected_errors(run_dir):
+    go_on = (
+        "run the same command again (the --local emulator ends with it)"
+        if local
+        else f"continue with `bulkinvoke resume {shlex.quote(str(run_dir))}`"
+    )
+    with ExitStack() as stack, _expected_errors(go_on):
         if local:
             from dataclasses import replace
 
@@ -422,6 +428,7 @@ def _aws_overrides(
 
 def _continue_run(
     run: partial[RunResult],
+    go_on_with: str,
     timeout: float | None,
     notifications_queue: str | None,
     region: str | None,
@@ -431,8 +438,10 @@ def _continue_run(
     as_json: bool,
     quiet: bool,
 ) -> NoReturn:
-    """What resume, collect and retry share: the saved run, these overrides, one result."""
-    with ExitStack() as stack, _expected_errors(run.args[0]):
+    """What resume, collect and retry share: the saved run, these overrides, one result;
+    after Ctrl-C the user goes on with ``bulkinvoke GO_ON_WITH RUN_DIR``."""
+    go_on = f"continue with `bulkinvoke {go_on_with} {shlex.quote(str(run.args[0]))}`"
+    with ExitStack() as stack, _expected_errors(go_on):
         result = run(
             timeout=timeout,
             aws=_aws_overrides(region, profile, endpoint_url, s3_endpoint_url),
@@ -473,6 +482,7 @@ def resume(
 
     _continue_run(
         partial(resume_run, run_dir, wait=wait, mirror=_mirror_settings(ledger_uri)),
+        "resume",
         timeout, notifications_queue, region, profile, endpoint_url, s3_endpoint_url,
         as_json, quiet,
     )
@@ -498,6 +508,7 @@ def collect(
 
     _continue_run(
         partial(collect_results, run_dir, wait=wait),
+        "collect",
         timeout, notifications_queue, region, profile, endpoint_url, s3_endpoint_url,
         as_json, quiet,
     )
@@ -532,6 +543,7 @@ def retry(
     ) or (State.FAILED, State.EXPIRED)
     _continue_run(
         partial(retry_run, run_dir, chosen, wait=wait),
+        "resume",
         timeout, notifications_queue, region, profile, endpoint_url, s3_endpoint_url,
         as_json, quiet,
     )
