@@ -149,6 +149,7 @@ def submit(
     manifest: Annotated[
         str,
         typer.Argument(
+            metavar="MANIFEST",
             help="CSV/TSV, text, JSON Lines, Parquet or ManifestFile JSON, "
             "or an s3://bucket/prefix/ to take every object under it."
         ),
@@ -456,6 +457,7 @@ def resume(
     run_dir: Annotated[
         Path,
         typer.Argument(
+            metavar="RUN_DIR",
             help="The run directory to continue; with --ledger-uri it may be empty or missing, "
             "and is then filled from S3."
         ),
@@ -490,7 +492,7 @@ def resume(
 
 @app.command(epilog=EXIT_CODES_HELP + " Without --wait, 3 means results are still outstanding.")
 def collect(
-    run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="The run directory.")],
     wait: Annotated[
         bool, typer.Option(help="Keep looking until every sent item has a result.")
     ] = False,
@@ -516,7 +518,7 @@ def collect(
 
 @app.command(epilog=EXIT_CODES_HELP)
 def retry(
-    run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="The run directory.")],
     failed: Annotated[bool, typer.Option("--failed", help="Retry failed items.")] = False,
     expired: Annotated[bool, typer.Option("--expired", help="Retry expired items.")] = False,
     rejected: Annotated[bool, typer.Option("--rejected", help="Retry rejected items.")] = False,
@@ -551,7 +553,7 @@ def retry(
 
 @app.command()
 def status(
-    run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="The run directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Counts by state, from the ledger alone (no AWS calls)."""
