@@ -92,10 +92,10 @@ def _expected_errors(go_on: str = "run the same command again") -> Iterator[None
 
 def _subscribers(stack: ExitStack, quiet: bool) -> Subscribers:
     from bulkinvoke.events import Subscribers
-    from bulkinvoke.progress import LiveProgress, LogProgress
+    from bulkinvoke.progress import LiveProgress, LogProgress, WarningsOnly
 
     if quiet:
-        return Subscribers()
+        return Subscribers([WarningsOnly()])
     if err.is_terminal:
         return Subscribers([stack.enter_context(LiveProgress(err))])
     return Subscribers([stack.enter_context(LogProgress())])
@@ -144,7 +144,10 @@ def _render_dry_run(plan: DryRun, as_json: bool) -> None:
         out.print(f"at the given rate, sending takes about {plan.estimated_s:.0f} s")
 
 
-@app.command(epilog=EXIT_CODES_HELP)
+@app.command(
+    short_help="Send every row of a manifest and wait for the results.",
+    epilog=EXIT_CODES_HELP,
+)
 def submit(
     manifest: Annotated[
         str,
@@ -416,7 +419,12 @@ LedgerUriOption = Annotated[
         "machine by `resume NEW_DIR --ledger-uri` with the run's own prefix."
     ),
 ]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+QuietOption = Annotated[
+    bool,
+    typer.Option(
+        "--quiet", "-q", help="No progress display (warnings and errors still go to stderr)."
+    ),
+]
 
 
 def _aws_overrides(
@@ -452,7 +460,10 @@ def _continue_run(
     _render_result(result, as_json)
 
 
-@app.command(epilog=EXIT_CODES_HELP)
+@app.command(
+    short_help="Continue an interrupted run.",
+    epilog=EXIT_CODES_HELP,
+)
 def resume(
     run_dir: Annotated[
         Path,
@@ -490,7 +501,10 @@ def resume(
     )
 
 
-@app.command(epilog=EXIT_CODES_HELP + " Without --wait, 3 means results are still outstanding.")
+@app.command(
+    short_help="Record the results that have appeared since.",
+    epilog=EXIT_CODES_HELP + " Without --wait, 3 means results are still outstanding.",
+)
 def collect(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="The run directory.")],
     wait: Annotated[
@@ -516,7 +530,10 @@ def collect(
     )
 
 
-@app.command(epilog=EXIT_CODES_HELP)
+@app.command(
+    short_help="Send failed or expired items again.",
+    epilog=EXIT_CODES_HELP,
+)
 def retry(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="The run directory.")],
     failed: Annotated[bool, typer.Option("--failed", help="Retry failed items.")] = False,
@@ -567,7 +584,7 @@ def status(
         render_status(out, summary)
 
 
-@app.command()
+@app.command(short_help="Write the results as Parquet, CSV or JSON Lines.")
 def export(
     run_dirs: Annotated[
         list[str],

@@ -72,6 +72,9 @@ class EngineResult:
     stop_reason: str | None = None
     submitted: int = 0
     s3_requests: int = 0
+    # Results found that were written before their calls: an earlier run's, at the same
+    # deterministic locations.
+    earlier_results: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +179,7 @@ class Engine:
         self._compaction: Future[bool] | None = None
         self._schedule = SweepSchedule(clock=monotonic)
         self._stop_reason: str | None = None
-        self._warned_of_earlier_results = False
+        self._earlier_results = 0
         self._submitted = 0
         self._failures_in_a_row = 0
         self._failure_streak_limit = max(2 * settings.concurrency, 20)
@@ -232,6 +235,7 @@ class Engine:
             stop_reason=None if finished_normally else self._stop_reason,
             submitted=self._submitted,
             s3_requests=self._collector.requests.total,
+            earlier_results=self._earlier_results,
         )
 
     def request_stop(self, reason: str) -> None:
@@ -474,14 +478,14 @@ class Engine:
             self._subscribers.notice(NoticeLevel.ERROR, f"stopping: {sweep.stop}")
         found = 0
         earlier = sum(finding.written_before_call for finding in sweep.findings)
-        if earlier and not self._warned_of_earlier_results:
-            self._warned_of_earlier_results = True
+        if earlier and not self._earlier_results:
             self._warn(
-                f"{earlier} results found were written before their calls were made: they are "
-                "an earlier run's, at the same deterministic locations (same manifest, endpoint "
-                "and --id-namespace), and are taken as this run's. For fresh results, start a "
-                "run with another --id-namespace"
+                "results found were written before their calls were made: they are an earlier "
+                "run's, at the same deterministic locations (same manifest, endpoint and "
+                "--id-namespace), and are taken as this run's (counted in the summary). For "
+                "fresh results, start a run with another --id-namespace"
             )
+        self._earlier_results += earlier
         for finding in sweep.findings:
             if self._finish(
                 (finding.row, finding.attempt),

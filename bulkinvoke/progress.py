@@ -36,10 +36,13 @@ def _sent(progress: Progress) -> int:
 
 def describe(progress: Progress) -> str:
     done = progress.count(State.SUCCEEDED)
-    failed = progress.count(State.FAILED, State.EXPIRED, State.REJECTED)
+    failed = progress.count(State.FAILED, State.EXPIRED)
+    rejected = progress.count(State.REJECTED)
     return (
         f"{_sent(progress)}/{progress.total} sent, "
-        f"{done} succeeded, {failed} failed, {progress.awaiting_results} awaiting results, "
+        f"{done} succeeded, {failed} failed, "
+        + (f"{rejected} rejected, " if rejected else "")
+        + f"{progress.awaiting_results} awaiting results, "
         f"{progress.calls_in_progress} calls in progress, {progress.submit_rate:.1f}/s "
         f"(limit {_limit(progress)}), {progress.throttles} throttled, "
         f"{progress.retries} retried, ETA {_eta(progress)}"
@@ -71,11 +74,12 @@ class LiveProgress:
             )
         )
         done = progress.count(State.SUCCEEDED)
-        failed = progress.count(State.FAILED, State.EXPIRED, State.REJECTED)
+        failed = progress.count(State.FAILED, State.EXPIRED)
+        rejected = progress.count(State.REJECTED)
         table.add_row(
             f"{_sent(progress)}/{progress.total}",
             f"[green]{done}[/]",
-            f"[red]{failed}[/]",
+            f"[red]{failed}[/]" + (f" (+{rejected} rejected)" if rejected else ""),
             str(progress.awaiting_results),
             str(progress.calls_in_progress),
             f"{progress.submit_rate:.1f}/s (limit {_limit(progress)}, "
@@ -114,3 +118,14 @@ class LogProgress:
     def _write(self, line: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         print(f"{stamp} bulkinvoke {line}", file=self._stream, flush=True)
+
+
+class WarningsOnly(LogProgress):
+    """For --quiet and --json: no progress, but warnings and errors still reach stderr."""
+
+    def on_progress(self, progress: Progress) -> None:
+        return None
+
+    def on_notice(self, notice: Notice) -> None:
+        if notice.level is not NoticeLevel.INFO:
+            super().on_notice(notice)

@@ -70,6 +70,7 @@ class RunResult:
     stop_reason: str | None = None
     duplicates: int = 0
     s3_requests: int = 0
+    earlier_results: int = 0
 
     @property
     def exit_code(self) -> ExitCode:
@@ -449,6 +450,7 @@ def _session_result(
         stop_reason=stop_reason,
         duplicates=duplicates,
         s3_requests=result.s3_requests,
+        earlier_results=result.earlier_results,
     )
 
 

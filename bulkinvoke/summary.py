@@ -48,6 +48,7 @@ def result_summary(result: RunResult) -> dict[str, Any]:
         "stop_reason": result.stop_reason,
         "duplicate_rows": result.duplicates,
         "s3_requests": result.s3_requests,
+        "earlier_run_results": result.earlier_results,
         "next_step": next_step.format(run_dir=result.run_dir) if next_step else None,
     }
 
@@ -96,6 +97,11 @@ def render_summary(console: Console, summary: dict[str, Any]) -> None:
     )
     if summary["duplicate_rows"]:
         console.print(f"{summary['duplicate_rows']} duplicate manifest rows were sent once")
+    if summary["earlier_run_results"]:
+        console.print(
+            f"{summary['earlier_run_results']} results were an earlier run's (written before "
+            "their calls): use another --id-namespace for fresh ones"
+        )
     if summary["stop_reason"]:
         console.print(f"[yellow]{summary['stop_reason']}[/]", highlight=False)
     console.print(f"ledger: {summary['run_dir']}", highlight=False)
