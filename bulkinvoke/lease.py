@@ -17,6 +17,10 @@ A holder that stalls (a paused VM, a sleeping laptop) must not write after its l
 run out: before each write to the prefix ``ensure_held`` checks, by this process's monotonic
 clock from the moment it sent its last successful lease write, that a fifth of the lease is
 still left, and renews it first otherwise (which fails if another process took it meanwhile).
+What no lease can rule out without a fence on every write: a write that leaves before that check
+and lands after the lease ran out (a stall of more than a fifth of the lease in between). Event
+files are uploaded only if absent, so such a late write cannot replace another writer's file;
+the next holder's own upload of that name then fails and it stops, rather than diverge.
 """
 
 from __future__ import annotations
