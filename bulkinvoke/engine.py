@@ -25,7 +25,7 @@ import queue
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
 
@@ -33,6 +33,7 @@ from bulkinvoke.collector import Collector, Finding, SweepSchedule, Watch
 from bulkinvoke.events import NoticeLevel, Progress, Subscribers
 from bulkinvoke.invoker import Call, CallResult, Invoker
 from bulkinvoke.ledger import Event, Ledger
+from bulkinvoke.ledger_writer import BackgroundWriter
 from bulkinvoke.limiter import RateLimiter
 from bulkinvoke.notifications import (
     NotificationListener,
@@ -163,8 +164,6 @@ class Engine:
             if notifications is not None
             else None
         )
-        # Receipts of notifications whose news is recorded but not yet durable.
-        self._receipts_to_flush: list[str] = []
         self._finished_ids: set[str] = set()
         self._early_notices: dict[str, tuple[ResultNotice, list[str]]] = {}
         self._counts: Counter[State] = Counter(counts)
@@ -176,7 +175,6 @@ class Engine:
         self._calls_in_progress = 0
         self._sweeping = False
         self._sweeps_done = 0
-        self._compaction: Future[bool] | None = None
         self._schedule = SweepSchedule(clock=monotonic)
         self._stop_reason: str | None = None
         self._earlier_results = 0
@@ -186,13 +184,14 @@ class Engine:
         self._retries = 0
         self._throttles = 0
         self._started = monotonic()
-        self._last_flush = self._started
         self._last_progress = 0.0
-        # The latest batch write started on the writer thread (each includes every event recorded
-        # before it, and a failed one's events stay buffered for the next), and the receipts of
-        # the notifications whose news it makes durable.
-        self._write: Future[None] | None = None
-        self._receipts_in_write: list[str] = []
+        self._writer = BackgroundWriter(
+            ledger,
+            flush_interval=settings.flush_interval,
+            on_durable=self._listener.recorded if self._listener is not None else None,
+            warn=self._warn,
+            monotonic=monotonic,
+        )
         # Attempts at the head of the work whose intents are recorded, and whether a write that
         # includes them has started: the next periodic write usually carries them.
         self._ahead = 0
@@ -205,8 +204,6 @@ class Engine:
     def run(self) -> EngineResult:
         calls = ThreadPoolExecutor(self._settings.concurrency, thread_name_prefix="invoke")
         sweeps = ThreadPoolExecutor(1, thread_name_prefix="collect")
-        self._compactions = ThreadPoolExecutor(1, thread_name_prefix="compact")
-        self._writes = ThreadPoolExecutor(1, thread_name_prefix="ledger-write")
         if self._listener is not None:
             self._listener.start()
         outcome = Outcome.INTERRUPTED
@@ -220,11 +217,7 @@ class Engine:
             self._drain_calls()
             calls.shutdown(wait=False, cancel_futures=True)
             sweeps.shutdown(wait=False, cancel_futures=True)
-            self._compactions.shutdown(wait=True)
-            try:
-                self._flush(compact=False)
-            finally:
-                self._writes.shutdown(wait=True)
+            self._writer.close()
             if self._listener is not None:
                 self._listener.stop(self._finished_ids)
             self._publish_progress(force=True)
@@ -338,8 +331,8 @@ class Engine:
         if not self._ahead:
             return False
         if not self._ahead_in_write:
-            self._start_write()
-        self._wait_for_write()
+            self._writer.start()
+        self._writer.wait()
         for _ in range(self._ahead):
             self._ready.append(self._work.popleft())
         self._ahead = 0
@@ -501,7 +494,7 @@ class Engine:
         for notice in received.notices:
             receipts = received.receipts[notice.inference_id]
             if notice.inference_id in self._finished_ids:
-                self._receipts_to_flush.extend(receipts)
+                self._writer.acknowledge_when_durable(receipts)
                 continue
             key = self._watched_ids.get(notice.inference_id)
             if key is not None:
@@ -522,7 +515,7 @@ class Engine:
             failure_location=notice.failure_location,
             error=notice.error,
         )
-        self._receipts_to_flush.extend(receipts)
+        self._writer.acknowledge_when_durable(receipts)
 
     def _finish(
         self,
@@ -611,45 +604,9 @@ class Engine:
         self._counts[old] -= n
         self._counts[new] += n
 
-    def _flush(self, *, compact: bool = True) -> None:
-        """Make every event recorded so far durable, and wait for it."""
-        self._start_write()
-        self._wait_for_write(compact=compact)
-
-    def _start_write(self) -> None:
-        """Write every event recorded so far, on the writer thread."""
-        self._receipts_in_write.extend(self._receipts_to_flush)
-        self._receipts_to_flush = []
-        self._write = self._writes.submit(self._ledger.flush)
-        self._last_flush = self._monotonic()
-        self._ahead_in_write = True
-
-    def _wait_for_write(self, *, compact: bool = True) -> None:
-        """Wait for the writes started so far; raise the error of the latest."""
-        if self._write is None:
-            return
-        self._write.result()
-        self._write = None
-        if self._listener is not None and self._receipts_in_write:
-            self._listener.recorded(self._receipts_in_write)
-        self._receipts_in_write = []
-        if not compact:
-            return
-        # Compacting a large ledger takes a second or more: off this thread, so sending goes on.
-        if self._compaction is None or self._compaction.done():
-            if self._compaction is not None and self._compaction.exception() is not None:
-                self._warn(f"compacting the ledger: {self._compaction.exception()}")
-            self._compaction = self._compactions.submit(self._ledger.maybe_compact)
-
     def _flush_if_due(self) -> None:
-        if self._write is not None:
-            if not self._write.done():
-                return
-            self._wait_for_write()
-        if self._ledger.pending_events and (
-            self._monotonic() - self._last_flush >= self._settings.flush_interval
-        ):
-            self._start_write()
+        if self._writer.flush_if_due():
+            self._ahead_in_write = True
 
     def _publish_progress(self, *, force: bool = False) -> None:
         now = self._monotonic()
