@@ -70,8 +70,7 @@ def _expected_errors(go_on: str = "run the same command again") -> Iterator[None
         # A full disk or an I/O error is no usage error: the run stopped, and what is on disk
         # is whole, so it resumes once the disk can be written again.
         _fail(
-            f"{error}. The run stopped; once the disk can be written again, run the same "
-            "command again (or `bulkinvoke resume RUN_DIR`) to continue",
+            f"{error}. The run stopped; once the disk can be written again, {go_on}",
             ExitCode.STOPPED,
         )
     except InvalidManifest as error:

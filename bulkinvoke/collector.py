@@ -97,9 +97,7 @@ class Collector:
         self._s3 = s3_client
         self._strategy = strategy
         self._clock = clock
-        self._owner_args = (
-            bucket_owner_args(expected_bucket_owner)
-        )
+        self._owner_args = bucket_owner_args(expected_bucket_owner)
         self.requests = RequestCounter()
         # Keys a directory held at its last listing: the estimate of what listing it again costs.
         self._directory_sizes: dict[tuple[str, str], int] = {}

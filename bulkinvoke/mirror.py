@@ -23,7 +23,6 @@ rather than overwritten.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -54,6 +53,7 @@ from bulkinvoke.mirror_files import (
     download_run,
     last_seq,
     list_prefix,
+    md5_hex,
     needed_events,
 )
 from bulkinvoke.s3uri import parse_s3_uri
@@ -240,13 +240,8 @@ class LedgerMirror:
 
     def _upload(self, name: str, *, immutable: bool) -> None:
         path = self._run_dir / name
-        digest = self._local_md5.get(name) if immutable else None
-        data = None
-        if digest is None:
-            data = path.read_bytes()
-            digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
-            if immutable:
-                self._local_md5[name] = digest
+        data = None if immutable else path.read_bytes()
+        digest = self._local_digest(name) if data is None else md5_hex(data)
         if digest in (self._synced.get(name), self._remote.get(name)):
             return
         self._lease.ensure_held()
@@ -283,7 +278,7 @@ class LedgerMirror:
         response = self._s3.get_object(
             Bucket=self._target.bucket, Key=self._target.key + name, **self._owner_args
         )
-        return hashlib.md5(response["Body"].read(), usedforsecurity=False).hexdigest()
+        return md5_hex(response["Body"].read())
 
     def _holds(self, name: str, md5: str | None, state: _State) -> bool:
         """Whether the prefix's ``name`` has the content whose MD5 is ``md5``."""
@@ -352,8 +347,7 @@ class LedgerMirror:
 
     def _local_digest(self, name: str) -> str:
         if name not in self._local_md5:
-            data = (self._run_dir / name).read_bytes()
-            self._local_md5[name] = hashlib.md5(data, usedforsecurity=False).hexdigest()
+            self._local_md5[name] = md5_hex((self._run_dir / name).read_bytes())
         return self._local_md5[name]
 
     def _load_state(self) -> _State:

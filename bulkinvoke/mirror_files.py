@@ -59,6 +59,11 @@ def list_prefix(s3: Any, uri: str, owner_args: dict[str, str]) -> dict[str, str]
     return found
 
 
+def md5_hex(data: bytes) -> str:
+    """The MD5 the mirror compares contents by (an S3 ETag is one only for some uploads)."""
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
 def last_seq(names: Iterable[str]) -> int:
     return max((int(m[2]) for n in names if (m := EVENT_NAME.fullmatch(n))), default=0)
 
@@ -81,7 +86,7 @@ def download_run(s3: Any, uri: str, run_dir: Path, owner_args: dict[str, str]) -
                 response = s3.get_object(Bucket=target.bucket, Key=target.key + name, **owner_args)
                 data = response["Body"].read()
                 write_durably(run_dir / name, data)
-                copied[name] = hashlib.md5(data, usedforsecurity=False).hexdigest()
+                copied[name] = md5_hex(data)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "NoSuchKey":
                 raise

@@ -17,7 +17,7 @@ from bulkinvoke.ledger import Event, Ledger
 from bulkinvoke.ledger_views import duplicates_table
 from bulkinvoke.manifest import Manifest, problems_table, read_manifest
 from bulkinvoke.options import RequestOptions, check_endpoint_name
-from bulkinvoke.shards import Shard
+from bulkinvoke.shards import Shard, select_shard
 from bulkinvoke.states import State
 
 if TYPE_CHECKING:
@@ -99,14 +99,23 @@ def check_options(options: RunOptions) -> None:
     parse_max_failures(options.max_failures, 0)
 
 
-def read_valid_manifest(
-    source: str, s3_client: Any, skip_invalid: bool, expected_bucket_owner: str | None = None
+def read_run_manifest(
+    source: str,
+    s3_client: Any,
+    options: RunOptions,
+    *,
+    skip_invalid: bool,
+    shard: Shard | None,
 ) -> Manifest:
+    """The manifest a run of ``options`` sends (only ``shard``'s rows, if given); refused with
+    ``InvalidManifest`` if it has bad rows, unless ``skip_invalid``."""
     manifest = read_manifest(
-        source, s3_client=s3_client, expected_bucket_owner=expected_bucket_owner
+        source, s3_client=s3_client, expected_bucket_owner=options.aws.expected_bucket_owner
     )
     if manifest.problems and not skip_invalid:
         raise InvalidManifest(manifest)
+    if shard is not None:
+        manifest = select_shard(manifest, shard, options.id_namespace, options.endpoint)
     return manifest
 
 

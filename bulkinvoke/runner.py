@@ -38,9 +38,9 @@ from bulkinvoke.run_setup import (
     default_run_dir,
     open_or_create,
     parse_max_failures,
-    read_valid_manifest,
+    read_run_manifest,
 )
-from bulkinvoke.shards import Shard, select_shard
+from bulkinvoke.shards import Shard
 from bulkinvoke.states import State
 
 # Names the CLI, tests and library users import from here.
@@ -119,15 +119,12 @@ def submit(
     if Ledger.exists(run_dir):
         check_shard(read_config(run_dir / CONFIG_NAME), shard)
     clients = make_clients(options.aws, max_connections=options.concurrency + 4)
-    manifest = read_valid_manifest(
-        manifest_source, clients.s3, skip_invalid, options.aws.expected_bucket_owner
+    manifest = read_run_manifest(
+        manifest_source, clients.s3, options, skip_invalid=skip_invalid, shard=shard
     )
-    if shard is not None:
-        manifest = select_shard(manifest, shard, options.id_namespace, options.endpoint)
     subscribers = subscribers or Subscribers()
     mirror = mirror.for_shard(shard) if mirror else saved_settings(run_dir)
-    owner = options.aws.expected_bucket_owner
-    owner_args = bucket_owner_args(owner)
+    owner_args = bucket_owner_args(options.aws.expected_bucket_owner)
 
     def check_mirrored_run(config: dict[str, Any]) -> None:
         check_same_run(config, manifest, options, shard)
@@ -243,11 +240,9 @@ def dry_run(
     run_dir = run_dir or default_run_dir(manifest_source, options.endpoint, shard)
     if s3_client is None and manifest_source.startswith("s3://"):
         s3_client = make_clients(options.aws).s3
-    manifest = read_valid_manifest(
-        manifest_source, s3_client, skip_invalid, options.aws.expected_bucket_owner
+    manifest = read_run_manifest(
+        manifest_source, s3_client, options, skip_invalid=skip_invalid, shard=shard
     )
-    if shard is not None:
-        manifest = select_shard(manifest, shard, options.id_namespace, options.endpoint)
     factory = CallFactory(manifest.table, options)
     done = 0
     if Ledger.exists(run_dir):
