@@ -6,7 +6,8 @@ its own.
         [--config default|bulkinvoke] [--times FILE]
 
 ``--config default`` is the plain client a user gets from ``boto3.client(...)``;
-``--config bulkinvoke`` is the client bulkinvoke itself makes (its botocore ``Config``).
+``--config bulkinvoke`` is the botocore client bulkinvoke makes (its ``Config``), used as a
+botocore client (bulkinvoke itself sends through bulkinvoke.transport unless told otherwise).
 ``--times`` writes each call's completion time (``time.time()``, float64) for the steady-state
 analysis the benchmark makes of it.
 """
@@ -24,9 +25,10 @@ from typing import Any
 
 def make_client(config: str, concurrency: int) -> Any:
     if config == "bulkinvoke":
-        from bulkinvoke.aws import AwsSettings, make_clients
+        from bulkinvoke.aws import AwsSettings, Transport, make_clients
 
-        return make_clients(AwsSettings(), max_connections=concurrency + 4).sagemaker_runtime
+        settings = AwsSettings(transport=Transport.BOTOCORE)
+        return make_clients(settings, max_connections=concurrency + 4).sagemaker_runtime
     import boto3
 
     return boto3.client("sagemaker-runtime")

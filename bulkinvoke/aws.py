@@ -7,6 +7,7 @@ Standard AWS configuration applies unchanged: the default credential chain, ``--
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from enum import Enum
 from typing import Any
 
 DEFAULT_CALL_TIMEOUT = 60.0
@@ -15,6 +16,16 @@ DEFAULT_CALL_TIMEOUT = 60.0
 def bucket_owner_args(expected_bucket_owner: str | None) -> dict[str, str]:
     """The keyword arguments that make an S3 call check the bucket's owner (none if unset)."""
     return {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
+
+
+class Transport(Enum):
+    """How InvokeEndpointAsync calls are sent (see bulkinvoke.transport)."""
+
+    # Signed and parsed by botocore, sent on bulkinvoke's own keep-alive connections; botocore
+    # sends instead wherever a proxy or a client certificate is configured.
+    DIRECT = "direct"
+    # Everything through the botocore client, at about twice the client CPU per call.
+    BOTOCORE = "botocore"
 
 
 class AwsConfigError(Exception):
@@ -34,6 +45,7 @@ class AwsSettings:
     # Seconds to wait for each InvokeEndpointAsync answer (None: 60) before the call counts as
     # a timeout and is retried with the same inference ID.
     call_timeout: float | None = None
+    transport: Transport | None = None  # None: Transport.DIRECT
     # Only the embedded local emulator sets these: it accepts any key, and a user's real
     # credentials must never be sent to it.
     static_credentials: tuple[str, str] | None = None
@@ -48,11 +60,15 @@ class AwsSettings:
             "sqs_endpoint_url": self.sqs_endpoint_url,
             "expected_bucket_owner": self.expected_bucket_owner,
             "call_timeout": self.call_timeout,
+            "transport": self.transport.value if self.transport else None,
         }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> AwsSettings:
-        return cls(**{k: config.get(k) for k in cls().to_config()})
+        values = {k: config.get(k) for k in cls().to_config()}
+        if values["transport"] is not None:
+            values["transport"] = Transport(values["transport"])
+        return cls(**values)
 
     def merged_with(self, overrides: AwsSettings) -> AwsSettings:
         """These settings with every field ``overrides`` sets taken from it."""
@@ -62,6 +78,7 @@ class AwsSettings:
 
 @dataclass(frozen=True)
 class Clients:
+    # A DirectRuntimeClient, or the botocore client itself (Transport.BOTOCORE, a proxy, ...).
     sagemaker_runtime: Any
     s3: Any
     region: str
@@ -120,10 +137,15 @@ def make_clients(settings: AwsSettings, *, max_connections: int = 10) -> Clients
         max_pool_connections=max_connections,
         tcp_keepalive=True,
     )
+    runtime = session.client(
+        "sagemaker-runtime", endpoint_url=settings.endpoint_url, config=runtime_config
+    )
+    if settings.transport is not Transport.BOTOCORE:
+        from bulkinvoke.transport import direct_client
+
+        runtime = direct_client(runtime, session) or runtime
     return Clients(
-        sagemaker_runtime=session.client(
-            "sagemaker-runtime", endpoint_url=settings.endpoint_url, config=runtime_config
-        ),
+        sagemaker_runtime=runtime,
         s3=session.client("s3", endpoint_url=settings.s3_endpoint_url, config=s3_config),
         region=region,
         session=session,

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from bulkinvoke.aws import Transport
 from bulkinvoke.cli_emulator import emulator_command
 from bulkinvoke.cli_report import report_command
 from bulkinvoke.exit_codes import EXIT_CODES_HELP, ExitCode
@@ -246,6 +247,7 @@ def submit(
             "the same inference ID, 0.1-3600 (default: 60).",
         ),
     ] = None,
+    transport: TransportOption = None,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -302,6 +304,7 @@ def submit(
         s3_endpoint_url=s3_endpoint_url,
         expected_bucket_owner=expected_bucket_owner,
         call_timeout=call_timeout,
+        transport=transport,
     )
     options = RunOptions(
         endpoint=endpoint,
@@ -399,6 +402,15 @@ EndpointUrlOption = Annotated[
 S3EndpointUrlOption = Annotated[
     str | None, typer.Option(help="S3 endpoint URL (default: the run's).")
 ]
+TransportOption = Annotated[
+    Transport | None,
+    typer.Option(
+        help="How calls are sent: direct (signed and parsed by botocore, sent on bulkinvoke's "
+        "own keep-alive connections: half botocore's client CPU per call) or botocore (its "
+        "whole HTTP stack). A proxy or a client certificate always means botocore "
+        "(default: the run's, else direct).",
+    ),
+]
 TimeoutOption = Annotated[
     float | None, typer.Option(min=0, help="Stop waiting after this many seconds (resumable).")
 ]
@@ -427,11 +439,17 @@ QuietOption = Annotated[
 
 
 def _aws_overrides(
-    region: str | None, profile: str | None, endpoint_url: str | None, s3_endpoint_url: str | None
+    region: str | None,
+    profile: str | None,
+    endpoint_url: str | None,
+    s3_endpoint_url: str | None,
+    transport: Transport | None = None,
 ) -> AwsSettings:
     from bulkinvoke.aws import AwsSettings
 
-    return AwsSettings(region, profile, endpoint_url, s3_endpoint_url)
+    return AwsSettings(
+        region, profile, endpoint_url, s3_endpoint_url, transport=transport
+    )
 
 
 def _continue_run(
@@ -443,6 +461,7 @@ def _continue_run(
     profile: str | None,
     endpoint_url: str | None,
     s3_endpoint_url: str | None,
+    transport: Transport | None,
     as_json: bool,
     quiet: bool,
 ) -> NoReturn:
@@ -452,7 +471,7 @@ def _continue_run(
     with ExitStack() as stack, _expected_errors(go_on):
         result = run(
             timeout=timeout,
-            aws=_aws_overrides(region, profile, endpoint_url, s3_endpoint_url),
+            aws=_aws_overrides(region, profile, endpoint_url, s3_endpoint_url, transport),
             notifications_queue=notifications_queue,
             subscribers=_subscribers(stack, quiet or as_json),
         )
@@ -486,6 +505,7 @@ def resume(
     profile: ProfileOption = None,
     endpoint_url: EndpointUrlOption = None,
     s3_endpoint_url: S3EndpointUrlOption = None,
+    transport: TransportOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -496,6 +516,7 @@ def resume(
         partial(resume_run, run_dir, wait=wait, mirror=_mirror_settings(ledger_uri)),
         "resume",
         timeout, notifications_queue, region, profile, endpoint_url, s3_endpoint_url,
+        transport,
         as_json, quiet,
     )
 
@@ -525,6 +546,7 @@ def collect(
         partial(collect_results, run_dir, wait=wait),
         "collect",
         timeout, notifications_queue, region, profile, endpoint_url, s3_endpoint_url,
+        None,
         as_json, quiet,
     )
 
@@ -545,6 +567,7 @@ def retry(
     profile: ProfileOption = None,
     endpoint_url: EndpointUrlOption = None,
     s3_endpoint_url: S3EndpointUrlOption = None,
+    transport: TransportOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -563,6 +586,7 @@ def retry(
         partial(retry_run, run_dir, chosen, wait=wait),
         "resume",
         timeout, notifications_queue, region, profile, endpoint_url, s3_endpoint_url,
+        transport,
         as_json, quiet,
     )
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 
 from bulkinvoke.emulator import LocalStack
 from bulkinvoke.ids import inference_id, output_filename
@@ -84,13 +85,18 @@ def test_status_counts_from_the_ledger(emulator: LocalStack, s3: Any, tmp_path: 
     assert status["counts"]["submitted"] + status["counts"]["succeeded"] == 5
 
 
+# Errors reach the retry policy the same way through both transports.
+TRANSPORTS = pytest.mark.parametrize("transport", ["direct", "botocore"])
+
+
+@TRANSPORTS
 def test_unknown_endpoint_stops_the_run_at_once(
-    emulator: LocalStack, s3: Any, tmp_path: Path
+    emulator: LocalStack, s3: Any, tmp_path: Path, transport: str
 ) -> None:
     data = make_dataset(s3, tmp_path, 200)
     run_dir = tmp_path / "run"
     done = run_cli(emulator, "submit", str(data.manifest), "--endpoint", "no-such-endpoint",
-                   "--run-dir", str(run_dir), "--json")
+                   "--run-dir", str(run_dir), "--json", "--transport", transport)
     assert done.returncode == 4, done.stderr
     summary = json.loads(done.stdout)
     assert "not found" in summary["stop_reason"]
@@ -111,15 +117,16 @@ def test_invalid_manifest_is_refused_before_anything_is_sent(
     assert not (tmp_path / "run").exists()
 
 
+@TRANSPORTS
 def test_throttling_and_503_storms_still_finish(
-    emulator: LocalStack, s3: Any, tmp_path: Path
+    emulator: LocalStack, s3: Any, tmp_path: Path, transport: str
 ) -> None:
     emulator.configure(capacity_per_second=40, unavailable_probability=0.2,
                        internal_failure_probability=0.05)
     data = make_dataset(s3, tmp_path, 150)
     run_dir = tmp_path / "run"
     done = run_cli(emulator, "submit", str(data.manifest), "--endpoint", "demo",
-                   "--run-dir", str(run_dir), "--rate", "200", "--json")
+                   "--run-dir", str(run_dir), "--rate", "200", "--json", "--transport", transport)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["counts"]["succeeded"] == 150
     table = read_ledger(run_dir)

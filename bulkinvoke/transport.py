@@ -1,0 +1,236 @@
+"""InvokeEndpointAsync over keep-alive connections of its own, at half the client CPU of botocore.
+
+botocore still does everything that decides what goes over the wire: the client resolves the
+endpoint URL (region, FIPS, dual-stack, ``AWS_ENDPOINT_URL_*``), the session's credential chain
+supplies (and refreshes) the credentials, botocore's serializer builds the request from the
+service model, its SigV4 signer signs it, and its parser turns the answer, or the error, into the
+same dict or ``ClientError`` subclass a botocore client returns or raises. What is skipped is the
+generic per-call pipeline around that (a dozen event emissions, urllib3's pool and retry layers),
+which costs as much client CPU as the rest together: ``bench/run.py submit`` measures it.
+
+Handlers registered for ``before-send`` on the botocore client still run (bulkinvoke's pacing is
+one), and a response one returns is used instead of sending, as botocore does. Where botocore's
+own HTTP stack is needed (a proxy applies to the endpoint, a client certificate is configured),
+:func:`direct_client` returns None and the botocore client is used.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import select
+import socket
+import ssl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest, HeadersDict, create_request_object, prepare_request_dict
+from botocore.exceptions import (
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    ReadTimeoutError,
+    SSLError,
+)
+from botocore.hooks import first_non_none_response
+from botocore.httpsession import create_urllib3_context, get_cert_path
+from botocore.parsers import create_parser
+from botocore.serialize import create_serializer
+from botocore.utils import get_environ_proxies
+
+OPERATION = "InvokeEndpointAsync"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_CLOSED = (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)
+
+
+def direct_client(client: Any, session: Any) -> DirectRuntimeClient | None:
+    """A :class:`DirectRuntimeClient` sending what ``client`` (a botocore sagemaker-runtime
+    client of boto3 ``session``) would send, or None where botocore's HTTP stack must send."""
+    config = client.meta.config
+    url = client.meta.endpoint_url
+    if config.proxies or get_environ_proxies(url) or config.client_cert:
+        return None
+    botocore_session = session._session
+    # As botocore.session.Session.create_client and EndpointCreator resolve ``verify``.
+    verify = (
+        botocore_session.get_config_variable("ca_bundle")
+        or os.environ.get("REQUESTS_CA_BUNDLE")
+        or True
+    )
+    return DirectRuntimeClient(client, session.get_credentials(), verify=verify)
+
+
+class DirectRuntimeClient:
+    """The one operation bulkinvoke calls, ``invoke_endpoint_async(**parameters)``, as the
+    botocore client it is made from would make it. Thread-safe; one connection per caller at
+    a time, kept alive between calls."""
+
+    def __init__(self, client: Any, credentials: Any, *, verify: bool | str = True) -> None:
+        self.meta = client.meta
+        self.exceptions = client.exceptions
+        model = client.meta.service_model
+        self._operation = model.operation_model(OPERATION)
+        self._serializer = create_serializer(model.protocol, include_validation=False)
+        self._parser = create_parser(model.protocol)
+        self._signing_name = model.signing_name
+        self._region = client.meta.region_name
+        self._credentials = credentials
+        self._url = client.meta.endpoint_url
+        self._send_event = f"before-send.{model.service_id.hyphenize()}.{OPERATION}"
+        config = client.meta.config
+        self._user_agent = config.user_agent or ""
+        self._connect_timeout = config.connect_timeout
+        self._read_timeout = config.read_timeout
+        self._keepalive = bool(config.tcp_keepalive)
+        parts = urlsplit(self._url)
+        self._scheme = parts.scheme
+        self._address = (parts.hostname or "", parts.port or _DEFAULT_PORTS[parts.scheme])
+        self._ssl_context = _ssl_context(verify) if parts.scheme == "https" else None
+        # Idle connections, the most recently used last; list.append and list.pop are atomic.
+        self._idle: list[http.client.HTTPConnection] = []
+
+    def invoke_endpoint_async(self, **parameters: Any) -> dict[str, Any]:
+        request = self._signed_request(parameters)
+        responses = self.meta.events.emit(self._send_event, request=request)
+        answered = first_non_none_response(responses)
+        if answered is not None:
+            status, headers, body = answered.status_code, answered.headers, answered.content
+        else:
+            status, headers, body = self._send(request)
+        parsed = self._parser.parse(
+            {"status_code": status, "headers": headers, "body": body},
+            self._operation.output_shape,
+        )
+        if status >= 300:
+            code = parsed.get("Error", {}).get("Code")
+            raise self.exceptions.from_code(code)(parsed, OPERATION)
+        return parsed
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+
+    def _signed_request(self, parameters: dict[str, Any]) -> AWSRequest:
+        request_dict = self._serializer.serialize_to_request(parameters, self._operation)
+        prepare_request_dict(request_dict, self._url, user_agent=self._user_agent)
+        request = create_request_object(request_dict)
+        if self._credentials is None:
+            raise NoCredentialsError()
+        frozen = self._credentials.get_frozen_credentials()
+        SigV4Auth(frozen, self._signing_name, self._region).add_auth(request)
+        return request
+
+    def _send(self, request: AWSRequest) -> tuple[int, HeadersDict, bytes]:
+        parts = urlsplit(request.url)
+        target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+        headers = dict(request.headers.items())
+        # The host the signature covers, whatever http.client would write.
+        headers["Host"] = _host_header(request.url)
+        connection = self._connection()
+        with _closed_on_error(connection, self._wire_error):
+            connection.request(request.method, target, body=request.body or b"", headers=headers)
+            response = connection.getresponse()
+            body = response.read()
+        if response.will_close:
+            connection.close()
+        else:
+            self._idle.append(connection)
+        return response.status, HeadersDict(response.getheaders()), body
+
+    def _connection(self) -> http.client.HTTPConnection:
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.sock is not None and not _readable(connection.sock):
+                return connection
+            # Closed by the server while idle (or sent something unasked): not reusable.
+            connection.close()
+        host, port = self._address
+        if self._ssl_context is not None:
+            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+                host, port, timeout=self._connect_timeout, context=self._ssl_context
+            )
+        else:
+            connection = http.client.HTTPConnection(host, port, timeout=self._connect_timeout)
+        with _closed_on_error(connection, self._connect_error):
+            connection.connect()
+        sock = connection.sock
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._keepalive:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.settimeout(self._read_timeout)
+        return connection
+
+    def _connect_error(self, error: Exception) -> Exception:
+        if isinstance(error, ssl.SSLError):
+            return SSLError(endpoint_url=self._url, error=error)
+        if isinstance(error, TimeoutError):
+            return ConnectTimeoutError(endpoint_url=self._url, error=error)
+        if isinstance(error, OSError):
+            return EndpointConnectionError(endpoint_url=self._url, error=error)
+        return error
+
+    def _wire_error(self, error: Exception) -> Exception:
+        if isinstance(error, TimeoutError):
+            return ReadTimeoutError(endpoint_url=self._url, error=error)
+        if isinstance(error, _CLOSED):
+            return ConnectionClosedError(endpoint_url=self._url)
+        if isinstance(error, ssl.SSLError):
+            return SSLError(endpoint_url=self._url, error=error)
+        if isinstance(error, OSError | http.client.HTTPException):
+            return HTTPClientError(error=error)
+        return error
+
+
+@contextmanager
+def _closed_on_error(
+    connection: http.client.HTTPConnection, translate: Callable[[Exception], Exception]
+) -> Iterator[None]:
+    """Close ``connection`` on any error (it is in an unknown state), raising an Exception as
+    the botocore error ``translate`` makes of it."""
+    try:
+        yield
+    except Exception as error:
+        connection.close()
+        raise translate(error) from error
+    except BaseException:
+        connection.close()
+        raise
+
+
+def _ssl_context(verify: bool | str) -> ssl.SSLContext:
+    context = create_urllib3_context()
+    if verify is False:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    path = get_cert_path(verify)
+    if os.path.isdir(path):
+        context.load_verify_locations(capath=path)
+    else:
+        context.load_verify_locations(cafile=path)
+    return context
+
+
+def _host_header(url: str) -> str:
+    """The Host header botocore's signer covers: lower case, IPv6 in brackets, no default port."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None and parts.port != _DEFAULT_PORTS.get(parts.scheme):
+        host = f"{host}:{parts.port}"
+    return host
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether an idle keep-alive socket has something to read: the server closed it."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
