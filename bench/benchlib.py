@@ -175,7 +175,7 @@ class Emulator:
             config=Config(max_pool_connections=32),
         )
 
-    def ceiling(self, seconds: float = 3.0, threads: int = 4) -> float:
+    def ceiling(self, seconds: float = 3.0, threads: int = 16) -> float:
         """Accepted calls per second from a raw keep-alive HTTP client in another process: the
         most the emulator can take on this machine, with no botocore in the way."""
         command = [PYTHON, "-m", "tests.emulator.loadgen", "--url", self.sagemaker_url]
@@ -190,7 +190,7 @@ class Emulator:
     def warm_up(self) -> None:
         """A second of load first: its workers make their boto3 clients on their first jobs,
         which holds its GIL for a second or two that no figure should include."""
-        self.ceiling(seconds=1.0)
+        self.ceiling(seconds=1.0, threads=4)
 
     def stop(self) -> None:
         if self.process.poll() is None:
