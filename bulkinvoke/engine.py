@@ -41,7 +41,7 @@ from bulkinvoke.notifications import (
     Received,
     ResultNotice,
 )
-from bulkinvoke.retry import ErrorKind, classify
+from bulkinvoke.retry import ErrorClass, ErrorKind, classify
 from bulkinvoke.states import State
 
 
@@ -365,7 +365,16 @@ class Engine:
         if self._stop_reason is not None:
             self._results.put(_NotSent(call))
             return
-        self._results.put(self._invoker.invoke(call))
+        try:
+            result = self._invoker.invoke(call)
+        except Exception as error:
+            # A bug, not an answer (the invoker returns every answer as a value). Nothing reads
+            # the pool's futures, so without a result here the run would wait for this call
+            # forever: stop it instead, the attempt in doubt, for resume to settle.
+            message = _redacted(f"unexpected error: {error}", call.options.custom_attributes)
+            problem = ErrorClass(ErrorKind.SYSTEMIC, type(error).__name__, message or "")
+            result = CallResult(call, State.SUBMITTING, self._clock(), stop=problem)
+        self._results.put(result)
 
     # -- results ---------------------------------------------------------------------------
 

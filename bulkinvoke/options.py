@@ -25,7 +25,9 @@ INFERENCE_ID_PATTERN = re.compile(r"[!-~][ -~]*")
 # CustomAttributes: visible US-ASCII (RFC 7230 field-value characters).
 CUSTOM_ATTRIBUTES_PATTERN = re.compile(r"[ -~\t]*")
 PRINTABLE_ASCII = re.compile(r"[ -~]*")
-HEADER_PATTERN = re.compile(r"[\x00-\x7f]*")
+# ContentType, Accept: "\p{ASCII}*" in the model, but they travel as HTTP header values, which
+# cannot hold control characters other than tab (a line break would end the header).
+HEADER_PATTERN = re.compile(r"[ -~\t]*")
 INPUT_LOCATION_PATTERN = re.compile(r"(https|s3)://([^/]+)/?(.*)", re.DOTALL)
 OUTPUT_PATH_EXTENSION_PATTERN = re.compile(r"(?!s3:|https:)[a-zA-Z0-9!_.*'()/-]+")
 FILENAME_PATTERN = re.compile(r"(?!.*\..*\.)[a-zA-Z0-9][a-zA-Z0-9\-_.]*")
@@ -58,7 +60,7 @@ OPTION_NAMES = tuple(f.name for f in fields(RequestOptions))
 
 def _check_header(name: str, value: str) -> str | None:
     if len(value) > HEADER_MAX or not HEADER_PATTERN.fullmatch(value):
-        return f"{name} must be at most {HEADER_MAX} ASCII characters"
+        return f"{name} must be at most {HEADER_MAX} printable ASCII characters"
     return None
 
 

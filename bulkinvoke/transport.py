@@ -55,13 +55,11 @@ def direct_client(client: Any, session: Any) -> DirectRuntimeClient | None:
     url = client.meta.endpoint_url
     if config.proxies or get_environ_proxies(url) or config.client_cert:
         return None
-    botocore_session = session._session
-    # As botocore.session.Session.create_client and EndpointCreator resolve ``verify``.
-    verify = (
-        botocore_session.get_config_variable("ca_bundle")
-        or os.environ.get("REQUESTS_CA_BUNDLE")
-        or True
-    )
+    # As botocore.session.Session.create_client, then EndpointCreator, resolve ``verify`` (an
+    # empty value was refused when the client was made).
+    verify = session._session.get_config_variable("ca_bundle")
+    if verify is None:
+        verify = os.environ.get("REQUESTS_CA_BUNDLE", True)
     return DirectRuntimeClient(client, session.get_credentials(), verify=verify)
 
 
@@ -112,8 +110,14 @@ class DirectRuntimeClient:
         return parsed
 
     def close(self) -> None:
-        while self._idle:
-            self._idle.pop().close()
+        while (connection := self._idle_connection()) is not None:
+            connection.close()
+
+    def _idle_connection(self) -> http.client.HTTPConnection | None:
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return None
 
     def _signed_request(self, parameters: dict[str, Any]) -> AWSRequest:
         request_dict = self._serializer.serialize_to_request(parameters, self._operation)
@@ -128,6 +132,8 @@ class DirectRuntimeClient:
     def _send(self, request: AWSRequest) -> tuple[int, HeadersDict, bytes]:
         parts = urlsplit(request.url)
         target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+        # Values go out as latin-1, which for them is ASCII: options.py lets no other character
+        # into a header parameter.
         headers = dict(request.headers.items())
         # The host the signature covers, whatever http.client would write.
         headers["Host"] = _host_header(request.url)
@@ -140,15 +146,14 @@ class DirectRuntimeClient:
             connection.close()
         else:
             self._idle.append(connection)
-        return response.status, HeadersDict(response.getheaders()), body
+        return response.status, _response_headers(response), body
 
     def _connection(self) -> http.client.HTTPConnection:
-        while self._idle:
-            connection = self._idle.pop()
-            if connection.sock is not None and not _readable(connection.sock):
-                return connection
+        while (idle := self._idle_connection()) is not None:
+            if idle.sock is not None and not _readable(idle.sock):
+                return idle
             # Closed by the server while idle (or sent something unasked): not reusable.
-            connection.close()
+            idle.close()
         host, port = self._address
         if self._ssl_context is not None:
             connection: http.client.HTTPConnection = http.client.HTTPSConnection(
@@ -158,11 +163,11 @@ class DirectRuntimeClient:
             connection = http.client.HTTPConnection(host, port, timeout=self._connect_timeout)
         with _closed_on_error(connection, self._connect_error):
             connection.connect()
-        sock = connection.sock
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self._keepalive:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        sock.settimeout(self._read_timeout)
+            sock = connection.sock
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._keepalive:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            sock.settimeout(self._read_timeout)
         return connection
 
     def _connect_error(self, error: Exception) -> Exception:
@@ -172,7 +177,7 @@ class DirectRuntimeClient:
             return ConnectTimeoutError(endpoint_url=self._url, error=error)
         if isinstance(error, OSError):
             return EndpointConnectionError(endpoint_url=self._url, error=error)
-        return error
+        return HTTPClientError(error=error)
 
     def _wire_error(self, error: Exception) -> Exception:
         if isinstance(error, TimeoutError):
@@ -181,9 +186,8 @@ class DirectRuntimeClient:
             return ConnectionClosedError(endpoint_url=self._url)
         if isinstance(error, ssl.SSLError):
             return SSLError(endpoint_url=self._url, error=error)
-        if isinstance(error, OSError | http.client.HTTPException):
-            return HTTPClientError(error=error)
-        return error
+        # As botocore's URLLib3Session.send: any other error on the way is an HTTPClientError.
+        return HTTPClientError(error=error)
 
 
 @contextmanager
@@ -200,6 +204,15 @@ def _closed_on_error(
     except BaseException:
         connection.close()
         raise
+
+
+def _response_headers(response: http.client.HTTPResponse) -> HeadersDict:
+    """The answer's headers as botocore gives them to its parser: case-insensitive, a repeated
+    header's values joined with ", " (as urllib3 does)."""
+    headers = HeadersDict()
+    for name, value in response.getheaders():
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
 
 
 def _ssl_context(verify: bool | str) -> ssl.SSLContext:

@@ -543,8 +543,10 @@ def test_override_columns(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("column", "value", "reason"),
     [
-        ("content_type", "x" * 1025, "content_type must be at most 1024 ASCII characters"),
-        ("accept", "tëxt/csv", "accept must be at most 1024 ASCII characters"),
+        ("content_type", "x" * 1025, "content_type must be at most 1024 printable ASCII"),
+        ("accept", "tëxt/csv", "accept must be at most 1024 printable ASCII characters"),
+        # A line break would end the HTTP header it travels in.
+        ("content_type", "text/plain\r\nX-Other: 1", "content_type must be at most 1024 printable"),
         ("custom_attributes", "a" * 1025, "custom_attributes must be at most 1024 visible"),
         ("inference_id", "x" * 65, "inference_id must be 1-64 printable ASCII characters"),
         ("inference_id", "idé", "inference_id must be 1-64 printable ASCII characters"),
@@ -593,7 +595,7 @@ def test_all_problems_of_a_row_and_of_the_file_are_collected(tmp_path: Path) -> 
     assert messages(manifest) == [
         f"{path}:2: input_location must be an s3://bucket/key (or https://) URI; "
         "request_ttl_seconds must be a whole number from 60 to 21600, not 1",
-        f"{path}:4: content_type must be at most 1024 ASCII characters",
+        f"{path}:4: content_type must be at most 1024 printable ASCII characters",
     ]
     assert manifest.row_count == 3
 

@@ -29,13 +29,15 @@ from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
     EndpointConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
     ReadTimeoutError,
     SSLError,
 )
 
 from bulkinvoke.aws import AwsSettings, Transport, make_clients
 from bulkinvoke.retry import ErrorKind, classify
-from bulkinvoke.transport import DirectRuntimeClient, direct_client
+from bulkinvoke.transport import DirectRuntimeClient, _host_header, direct_client
 
 KEY, SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 PARAMETERS = {
@@ -218,9 +220,28 @@ def test_an_answer_is_parsed_as_botocore_parses_it() -> None:
 def test_no_credentials_is_botocores_error() -> None:
     session = _session()
     client = _botocore_client(session, "http://127.0.0.1:9")
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(NoCredentialsError) as raised:
         DirectRuntimeClient(client, None).invoke_endpoint_async(**PARAMETERS)
     assert classify(raised.value).kind is ErrorKind.SYSTEMIC
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://runtime.sagemaker.us-east-1.amazonaws.com",
+        "https://Runtime.Example.COM:443/prefix",
+        "http://example.com:80",
+        "http://example.com:443",
+        "https://example.com:80",
+        "http://127.0.0.1:8123",
+        "http://[::1]:8080/",
+        "https://[2001:db8::1]",
+        "https://user:secret@host.example.com:8443",
+        "https://host.example.com./",
+    ],
+)
+def test_the_host_header_is_the_one_botocore_signs(url: str) -> None:
+    assert _host_header(url) == botocore.auth._host_from_url(url)
 
 
 # -- on the wire ----------------------------------------------------------------------------
@@ -238,10 +259,12 @@ class _Received:
 @dataclass
 class _Server:
     """A loopback HTTP/1.1 server that records what it receives and answers as ``behaviour``
-    says: "answer" (202, kept alive), "close after answer", "close" (no answer), "hang"."""
+    says: "answer" (202, kept alive), "close after answer", "close" (no answer), "hang", or
+    "canned" (the bytes of ``canned``, then closes if they say ``Connection: close``)."""
 
     behaviour: str = "answer"
     tls: ssl.SSLContext | None = None
+    canned: bytes = b""
     received: list[_Received] = field(default_factory=list)
     connections: int = 0
 
@@ -285,6 +308,11 @@ class _Server:
                     return
                 if self.behaviour == "close":
                     return
+                if self.behaviour == "canned":
+                    sock.sendall(self.canned)
+                    if b"connection: close" in self.canned.lower():
+                        return
+                    continue
                 inference_id = headers.get("x-amzn-sagemaker-inference-id", "")
                 payload = f'{{"InferenceId": "{inference_id}"}}'.encode()
                 sock.sendall(
@@ -386,22 +414,100 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(server: _Server) 
     assert len(server.received) == 3
 
 
-def test_concurrent_calls_use_a_connection_each(server: _Server) -> None:
+def test_concurrent_callers_each_get_their_own_answer(server: _Server) -> None:
     direct = _direct(server.url)
-    threads = [
-        threading.Thread(
-            target=lambda n=n: direct.invoke_endpoint_async(**{**PARAMETERS, "InferenceId": f"{n}"})
-        )
-        for n in range(8)
-    ]
+    answers: dict[int, list[str]] = {n: [] for n in range(8)}
+    errors: list[BaseException] = []
+
+    def caller(n: int) -> None:
+        try:
+            for call in range(25):
+                inference_id = f"caller-{n}-call-{call}"
+                answer = direct.invoke_endpoint_async(**{**PARAMETERS, "InferenceId": inference_id})
+                answers[n].append(answer["InferenceId"])
+        except BaseException as error:  # a thread's error would otherwise be lost
+            errors.append(error)
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(int(r.headers["x-amzn-sagemaker-inference-id"]) for r in server.received) == list(
-        range(8)
-    )
-    assert 1 <= server.connections <= 8
+    assert errors == []
+    assert answers == {n: [f"caller-{n}-call-{call}" for call in range(25)] for n in range(8)}
+    # Connections are reused: at most one per caller, not one per call.
+    assert server.connections <= 8
+    assert len(server.received) == 200
+
+
+def test_an_error_of_any_other_kind_is_an_http_client_error_as_in_botocore(
+    server: _Server,
+) -> None:
+    # http.client refuses a header value with a line break before sending anything.
+    parameters = {**PARAMETERS, "ContentType": "text/plain\r\nX-Other: 1"}
+    with pytest.raises(HTTPClientError) as raised:
+        _direct(server.url).invoke_endpoint_async(**parameters)
+    assert classify(raised.value).kind is ErrorKind.TRANSIENT
+    assert server.received == []
+
+
+def _http(status: str, headers: list[str], body: bytes) -> bytes:
+    head = [f"HTTP/1.1 {status}", *headers, f"Content-Length: {len(body)}", "", ""]
+    return "\r\n".join(head).encode() + body
+
+
+_ANSWERS = {
+    "accepted": _http(
+        "202 Accepted",
+        ["Content-Type: application/json", "X-Amzn-SageMaker-OutputLocation: s3://out/x.out",
+         "x-amzn-RequestId: r-1"],
+        b'{"InferenceId": "x"}',
+    ),
+    "throttled, mixed-case error type": _http(
+        "400 Bad Request",
+        ["X-Amzn-ErrorType: ThrottlingException:http://internal.amazon.com/",
+         "Content-Type: application/json"],
+        b'{"message": "Rate exceeded"}',
+    ),
+    "validation error": _http(
+        "400 Bad Request",
+        ["x-amzn-errortype: ValidationError", "Content-Type: application/json"],
+        b'{"message": "Endpoint x of account 1 not found."}',
+    ),
+    "HTML from a load balancer, connection closed": _http(
+        "502 Bad Gateway",
+        ["Content-Type: text/html", "Connection: close"],
+        b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+    ),
+    "chunked 503": (
+        b"HTTP/1.1 503 Service Unavailable\r\nx-amzn-errortype: ServiceUnavailable\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"10\r\n{\"message\": \"bus\r\n3\r\ny\"}\r\n0\r\n\r\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("answer", list(_ANSWERS), ids=list(_ANSWERS))
+def test_answers_on_the_wire_come_back_as_botocore_returns_or_raises_them(
+    server: _Server, answer: str
+) -> None:
+    server.behaviour, server.canned = "canned", _ANSWERS[answer]
+    session = _session()
+    botocore_client = _botocore_client(session, server.url)
+    direct = direct_client(botocore_client, session)
+    assert direct is not None
+    outcomes = []
+    for client in (botocore_client, direct):
+        try:
+            result = client.invoke_endpoint_async(**PARAMETERS)
+        except ClientError as error:
+            outcomes.append((type(error), error.response["Error"], classify(error)))
+        else:
+            for ignored in ("RetryAttempts", "MaxAttemptsReached", "HTTPHeaders"):
+                result["ResponseMetadata"].pop(ignored, None)
+            outcomes.append(result)
+    assert outcomes[0] == outcomes[1]
+    assert len(server.received) == 2
 
 
 def test_no_listener_is_an_endpoint_connection_error() -> None:

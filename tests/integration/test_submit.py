@@ -12,8 +12,9 @@ import pytest
 from bulkinvoke.emulator import LocalStack
 from bulkinvoke.ids import inference_id, output_filename
 from bulkinvoke.ledger import read_ledger
+from bulkinvoke.states import State
 
-from .conftest import OUTPUT_BUCKET, make_dataset, run_cli
+from .conftest import OUTPUT_BUCKET, cli_env, make_dataset, run_cli
 
 
 def test_submit_waits_for_every_output_and_exports(
@@ -226,3 +227,29 @@ def test_duplicate_rows_are_sent_once_and_exported_each(
     assert (table["state"] == "succeeded").all()
     assert table["duplicate_of"].fillna(0).astype(int).tolist() == [0, 0, 1, 0, 2]
     assert table["inference_id"][2] == table["inference_id"][0]
+
+
+@pytest.mark.timeout(60)
+def test_an_unexpected_error_while_sending_stops_the_run_instead_of_hanging(
+    emulator: LocalStack, s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bulkinvoke.engine import Outcome
+    from bulkinvoke.invoker import Invoker
+    from bulkinvoke.runner import RunOptions, submit
+
+    data = make_dataset(s3, tmp_path, 20)
+    for name, value in cli_env(emulator).items():
+        monkeypatch.setenv(name, value)
+
+    def broken(self: Invoker, call: Any) -> Any:
+        raise RuntimeError("a bug on the way out")
+
+    monkeypatch.setattr(Invoker, "invoke", broken)
+    options = RunOptions(endpoint="demo", concurrency=4)
+    result = submit(str(data.manifest), options, run_dir=tmp_path / "run", timeout=30)
+    assert result.outcome is Outcome.STOPPED
+    assert result.stop_reason is not None
+    assert "RuntimeError: unexpected error: a bug on the way out" in result.stop_reason
+    # Every attempt handed out stays in doubt for resume to settle; none is lost.
+    assert result.counts.get(State.SUCCEEDED, 0) == 0
+    assert sum(result.counts.values()) == 20
