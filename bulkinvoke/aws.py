@@ -120,6 +120,9 @@ def make_clients(settings: AwsSettings, *, max_connections: int = 10) -> Clients
         raise AwsConfigError(
             "no AWS region is configured: pass --region, set AWS_REGION, or use a profile with one"
         )
+    # The embedded emulator (the only user of static credentials) is on loopback: a proxy set
+    # for the user's real traffic must not take its calls.
+    loopback = {"proxies": {}} if settings.static_credentials else {}
     runtime_config = Config(
         # bulkinvoke's retry policy is the only retry layer, so that throttles reach the
         # adaptive rate limiter and every retry is counted.
@@ -131,11 +134,13 @@ def make_clients(settings: AwsSettings, *, max_connections: int = 10) -> Clients
         connect_timeout=10,
         read_timeout=settings.call_timeout or DEFAULT_CALL_TIMEOUT,
         tcp_keepalive=True,
+        **loopback,
     )
     s3_config = Config(
         retries={"max_attempts": 8, "mode": "standard"},
         max_pool_connections=max_connections,
         tcp_keepalive=True,
+        **loopback,
     )
     runtime = session.client(
         "sagemaker-runtime", endpoint_url=settings.endpoint_url, config=runtime_config

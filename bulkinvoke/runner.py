@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bulkinvoke.aws import AwsSettings, bucket_owner_args, make_clients
+from bulkinvoke.aws import AwsSettings, Transport, bucket_owner_args, make_clients
 from bulkinvoke.collector import Collector, Watch
 from bulkinvoke.engine import Engine, EngineResult, EngineSettings, Outcome
 from bulkinvoke.events import NoticeLevel, Subscribers
@@ -42,6 +42,7 @@ from bulkinvoke.run_setup import (
 )
 from bulkinvoke.shards import Shard
 from bulkinvoke.states import State
+from bulkinvoke.transport import DirectRuntimeClient
 
 # Names the CLI, tests and library users import from here.
 __all__ = [
@@ -361,6 +362,15 @@ def _run(ledger: Ledger, session: _Session, *, send: bool = True, duplicates: in
     collector = Collector(clients.s3, expected_bucket_owner=options.aws.expected_bucket_owner)
     state: RunState = load_run_state(ledger, factory)
     limiter = RateLimiter(options.rate)
+    if send and options.aws.transport is not Transport.BOTOCORE and not isinstance(
+        clients.sagemaker_runtime, DirectRuntimeClient
+    ):
+        session.subscribers.notice(
+            NoticeLevel.WARNING,
+            "a proxy or a client certificate is configured for the endpoint: calls go through "
+            "botocore's HTTP stack, at about half the rate of --transport direct "
+            "(--transport botocore chooses this and drops this warning)",
+        )
     invoker = Invoker(
         clients.sagemaker_runtime,
         options.endpoint,

@@ -35,7 +35,6 @@ def _all_counts(counts: dict[State, int]) -> dict[str, int]:
 
 def result_summary(result: RunResult) -> dict[str, Any]:
     finished = sum(n for state, n in result.counts.items() if state.is_final)
-    next_step = _NEXT_STEP.get(result.outcome.value)
     return {
         "run_dir": str(result.run_dir),
         "outcome": result.outcome.value,
@@ -49,8 +48,22 @@ def result_summary(result: RunResult) -> dict[str, Any]:
         "duplicate_rows": result.duplicates,
         "s3_requests": result.s3_requests,
         "earlier_run_results": result.earlier_results,
-        "next_step": next_step.format(run_dir=result.run_dir) if next_step else None,
+        "next_step": _next_step(result),
     }
+
+
+def _next_step(result: RunResult) -> str | None:
+    template = _NEXT_STEP.get(result.outcome.value)
+    step = template.format(run_dir=result.run_dir) if template else None
+    to_retry = sum(int(result.counts.get(state, 0)) for state in (State.FAILED, State.EXPIRED))
+    if to_retry and result.outcome.value in ("stopped", "complete"):
+        # resume never sends a finished item again: failed and expired ones need retry.
+        retry = (
+            f"bulkinvoke retry {result.run_dir}  (sends the {to_retry} failed or expired "
+            "items again)"
+        )
+        step = f"{step}; and {retry}" if step else retry
+    return step
 
 
 def run_status(run_dir: Path) -> dict[str, Any]:

@@ -53,7 +53,10 @@ def direct_client(client: Any, session: Any) -> DirectRuntimeClient | None:
     client of boto3 ``session``) would send, or None where botocore's HTTP stack must send."""
     config = client.meta.config
     url = client.meta.endpoint_url
-    if config.proxies or get_environ_proxies(url) or config.client_cert:
+    # As botocore picks a proxy: the Config's if it has any (even none), else the environment's,
+    # for the URL's scheme.
+    proxies = config.proxies if config.proxies is not None else get_environ_proxies(url)
+    if proxies.get(urlsplit(url).scheme) or config.client_cert:
         return None
     # As botocore.session.Session.create_client, then EndpointCreator, resolve ``verify`` (an
     # empty value was refused when the client was made).

@@ -607,6 +607,25 @@ def test_a_proxy_or_client_certificate_means_botocore(monkeypatch: pytest.Monkey
     assert direct_client(_botocore_client(session, url), session) is None
     monkeypatch.setenv("NO_PROXY", "runtime.sagemaker.us-west-2.amazonaws.com")
     assert direct_client(_botocore_client(session, url), session) is not None
+    # A proxy for another scheme, or a Config that says "no proxy", is no proxy for this URL.
+    monkeypatch.delenv("NO_PROXY")
+    assert direct_client(_botocore_client(session, "http://127.0.0.1:8123"), session) is not None
+    assert direct_client(_botocore_client(session, url, proxies={}), session) is not None
+
+
+def test_the_embedded_emulators_clients_ignore_the_users_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    local = AwsSettings(
+        region="us-east-1",
+        endpoint_url="http://127.0.0.1:8123",
+        s3_endpoint_url="http://127.0.0.1:8124",
+        static_credentials=("local", "local"),
+    )
+    clients = make_clients(local)
+    assert isinstance(clients.sagemaker_runtime, DirectRuntimeClient)
+    assert clients.s3.meta.config.proxies == {}
 
 
 def test_transport_botocore_keeps_the_botocore_client(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,8 +1,9 @@
 """boto3 clients for the emulator's own S3 and SNS calls, one set per thread.
 
 Each thread gets its own session and clients on first use (sessions are not thread-safe, and a
-worker that keeps its client keeps its HTTP connections). Credentials come from the usual
-chain; with none configured, fixed fake ones are used, which moto accepts.
+worker that keeps its client keeps its HTTP connections). The servers are on loopback: fixed
+fake credentials (which moto accepts; a user's real ones have no business here, and looking for
+them can reach out to instance metadata), and no proxy, whatever HTTP(S)_PROXY says.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ _CONFIG = Config(
     # Checksums guard against corruption on the internet; here they only cost worker CPU.
     request_checksum_calculation="when_required",
     response_checksum_validation="when_required",
+    proxies={},
 )
 _FAKE_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
@@ -34,9 +36,7 @@ class Clients:
     def _session(self) -> boto3.session.Session:
         session: boto3.session.Session | None = getattr(self._local, "session", None)
         if session is None:
-            session = boto3.session.Session(region_name=self.region)
-            if session.get_credentials() is None:
-                session = boto3.session.Session(region_name=self.region, **_FAKE_CREDENTIALS)
+            session = boto3.session.Session(region_name=self.region, **_FAKE_CREDENTIALS)
             self._local.session = session
             self._local.clients = {}
         return session

@@ -10,14 +10,25 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_example_job_runs_end_to_end_on_the_embedded_emulator(tmp_path: Path) -> None:
+# A proxy set for the user's real traffic (nothing listens on port 9) must not take the calls
+# to the embedded emulator on loopback.
+UNREACHABLE_PROXY = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+
+
+@pytest.mark.parametrize("proxy", [{}, UNREACHABLE_PROXY], ids=["no proxy", "proxy set"])
+def test_example_job_runs_end_to_end_on_the_embedded_emulator(
+    tmp_path: Path, proxy: dict[str, str]
+) -> None:
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     done = subprocess.run(
         [sys.executable, "-m", "bulkinvoke", "submit", str(ROOT / "manifests" / "example.csv"),
          "--endpoint", "demo", "--local", "--run-dir", str(tmp_path / "run"), "--json"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env={**env, **proxy},
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)

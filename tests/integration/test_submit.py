@@ -66,8 +66,13 @@ def test_failures_and_missing_inputs_exit_1(
     done = run_cli(emulator, "submit", str(data.manifest), "--endpoint", "demo",
                    "--run-dir", str(run_dir), "--json")
     assert done.returncode == 1, done.stderr
-    counts = json.loads(done.stdout)["counts"]
+    summary = json.loads(done.stdout)
+    counts = summary["counts"]
     assert counts == {**counts, "succeeded": 9, "failed": 3}
+    # resume would send nothing: the failed items are finished; retry sends them again.
+    assert summary["next_step"] == (
+        f"bulkinvoke retry {run_dir}  (sends the 3 failed or expired items again)"
+    )
     table = read_ledger(run_dir)
     failed = table[table["state"] == "failed"]
     assert failed["error"].str.len().min() > 0
@@ -253,3 +258,20 @@ def test_an_unexpected_error_while_sending_stops_the_run_instead_of_hanging(
     # Every attempt handed out stays in doubt for resume to settle; none is lost.
     assert result.counts.get(State.SUCCEEDED, 0) == 0
     assert sum(result.counts.values()) == 20
+
+
+def test_a_proxy_for_the_endpoint_is_used_and_said(
+    emulator: LocalStack, s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = make_dataset(s3, tmp_path, 3)
+    # Nothing listens on port 9: every call fails at the proxy, which shows it was used.
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    done = run_cli(emulator, "submit", str(data.manifest), "--endpoint", "demo",
+                   "--run-dir", str(tmp_path / "run"), "--json", "--no-wait")
+    assert done.returncode in (1, 4), done.stderr
+    assert "calls go through botocore's HTTP stack" in done.stderr
+    assert "Traceback" not in done.stderr
+    errors = read_ledger(tmp_path / "run")["error"].dropna()
+    assert len(errors) == 3 and errors.str.contains("proxy", case=False).all()
