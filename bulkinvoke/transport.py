@@ -89,7 +89,9 @@ class DirectRuntimeClient:
         self._read_timeout = config.read_timeout
         self._keepalive = bool(config.tcp_keepalive)
         parts = urlsplit(self._url)
-        self._scheme = parts.scheme
+        # The host the signature covers (every request goes to this URL), whatever http.client
+        # would write.
+        self._host = _host_header(self._url)
         self._address = (parts.hostname or "", parts.port or _DEFAULT_PORTS[parts.scheme])
         self._ssl_context = _ssl_context(verify) if parts.scheme == "https" else None
         # Idle connections, the most recently used last; list.append and list.pop are atomic.
@@ -111,10 +113,6 @@ class DirectRuntimeClient:
             code = parsed.get("Error", {}).get("Code")
             raise self.exceptions.from_code(code)(parsed, OPERATION)
         return parsed
-
-    def close(self) -> None:
-        while (connection := self._idle_connection()) is not None:
-            connection.close()
 
     def _idle_connection(self) -> http.client.HTTPConnection | None:
         try:
@@ -138,8 +136,7 @@ class DirectRuntimeClient:
         # Values go out as latin-1, which for them is ASCII: options.py lets no other character
         # into a header parameter.
         headers = dict(request.headers.items())
-        # The host the signature covers, whatever http.client would write.
-        headers["Host"] = _host_header(request.url)
+        headers["Host"] = self._host
         connection = self._connection()
         with _closed_on_error(connection, self._wire_error):
             connection.request(request.method, target, body=request.body or b"", headers=headers)

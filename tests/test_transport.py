@@ -401,7 +401,6 @@ def test_calls_share_one_kept_alive_connection_and_each_is_signed(server: _Serve
         assert received.headers["x-amzn-sagemaker-custom-attributes"] == "trace=abc; user=x,y  z"
         sent, expected = _sigv4_signature(received, f"127.0.0.1:{server.port}")
         assert sent == expected
-    direct.close()
 
 
 def test_a_connection_the_server_closed_while_idle_is_replaced(server: _Server) -> None:
