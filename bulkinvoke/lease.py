@@ -50,6 +50,9 @@ _ACQUIRE_ATTEMPTS = 3
 # Writes stop while this fraction of the lease is still left by the local clock: room for the
 # write itself, and for S3's clock starting the lease a little after the request left.
 _SPARE_FRACTION = 0.2
+# S3's LastModified and Date are whole seconds: the lease left, reckoned from them, can be up to
+# a second short, so a lease counts as live for that second more (never taken over early).
+_SERVER_CLOCK_RESOLUTION = 1.0
 
 
 class LeaseHeld(LedgerLocked):
@@ -235,6 +238,8 @@ class Lease:
         headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         now = _server_time(headers.get("date"))
         modified: datetime = response["LastModified"]
+        if seconds > 0:  # a released lease (0 s) is free at once
+            seconds += _SERVER_CLOCK_RESOLUTION
         return holder, response["ETag"], modified.timestamp() + seconds - now
 
     def _held_message(self, holder: dict[str, Any], remaining: float) -> str:
