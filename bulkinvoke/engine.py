@@ -177,6 +177,7 @@ class Engine:
         self._sweeps_done = 0
         self._schedule = SweepSchedule(clock=monotonic)
         self._stop_reason: str | None = None
+        self._timed_out = False  # the stop is --timeout's: incomplete, not stopped
         self._earlier_results = 0
         self._submitted = 0
         self._failures_in_a_row = 0
@@ -253,12 +254,15 @@ class Engine:
 
     def _finished(self) -> Outcome | None:
         if self._stop_reason is not None:
-            return Outcome.STOPPED if self._calls_in_progress == 0 else None
+            if self._calls_in_progress:
+                return None
+            return Outcome.INCOMPLETE if self._timed_out else Outcome.STOPPED
         if self._work or self._ready or self._calls_in_progress:
-            if self._deadline_passed():
-                self._stop_reason = "timed out before every item was sent"
-                return Outcome.INCOMPLETE if self._calls_in_progress == 0 else None
-            return None
+            if not self._deadline_passed():
+                return None
+            self._stop_reason = "timed out before every item was sent"
+            self._timed_out = True
+            return None if self._calls_in_progress else Outcome.INCOMPLETE
         if not self._watches:
             return Outcome.COMPLETE
         if not self._settings.wait:

@@ -57,13 +57,22 @@ def parse_notification(body: str) -> ResultNotice | None:
     if status not in ("Completed", "Failed"):
         return None
     response = message.get("responseParameters") or {}
+    if not isinstance(response, dict):
+        return None
+    output_location = response.get("outputLocation")
+    failure_location = response.get("failureLocation")
+    error = message.get("failureReason") if status == "Failed" else None
+    # What goes into the ledger must be text; anything else is not SageMaker's message.
+    texts = (output_location, failure_location, error)
+    if any(text is not None and not isinstance(text, str) for text in texts):
+        return None
     return ResultNotice(
         inference_id=message["inferenceId"],
         state=State.SUCCEEDED if status == "Completed" else State.FAILED,
         completed_at=_timestamp(message.get("eventTime")),
-        output_location=response.get("outputLocation"),
-        failure_location=response.get("failureLocation"),
-        error=message.get("failureReason") if status == "Failed" else None,
+        output_location=output_location,
+        failure_location=failure_location,
+        error=error,
     )
 
 
@@ -140,6 +149,13 @@ class NotificationListener:
         """
         self._stopped.set()
         self._thread.join()
+        try:
+            self._delete_recorded()
+            self._delete_waiting(recorded_ids)
+        except Exception as error:  # the ledger holds the results: only tidying the queue failed
+            self._warn(f"deleting recorded notifications from the queue: {error}")
+
+    def _delete_waiting(self, recorded_ids: set[str]) -> None:
         for _ in range(_DRAIN_ROUNDS):
             received = self._notifications.receive(wait_seconds=0)
             known = [
@@ -166,7 +182,6 @@ class NotificationListener:
                 continue
             if received.notices:
                 self._deliver(received)
-        self._delete_recorded()
 
     def _delete_recorded(self) -> None:
         while True:

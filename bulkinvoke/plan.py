@@ -90,11 +90,21 @@ class RunState:
     watches: list[Watch] = field(default_factory=list)
     # Where this run's outputs land (s3://bucket/prefix/), learned from an accepted call.
     output_directory: str | None = None
+    # (row, reason) of rows refused by manifest validation that the ledger does not show as
+    # rejected yet: a crash came between creating the run and recording them.
+    unrecorded_rejections: list[tuple[int, str]] = field(default_factory=list)
 
     def expected_output(self, call: Call) -> str | None:
         if self.output_directory is None:
             return None
         return self.output_directory + output_filename(call.inference_id)
+
+
+def invalid_reasons(latest: pa.Table) -> list[str | None]:
+    """Why manifest validation refused each row of ``Ledger.latest``'s table (None: valid)."""
+    if "invalid_reason" not in latest.column_names:  # the manifest had no invalid row
+        return [None] * latest.num_rows
+    return latest.column("invalid_reason").to_pylist()
 
 
 def load_run_state(ledger: Ledger, factory: CallFactory) -> RunState:
@@ -110,23 +120,29 @@ def load_run_state(ledger: Ledger, factory: CallFactory) -> RunState:
         "failure_location",
         "submitted_at",
     ]
-    latest = ledger.latest().select(columns)
+    latest = ledger.latest()
+    invalid = invalid_reasons(latest)
+    latest = latest.select(columns)
     submitted_at = pc.divide(
         pc.cast(pc.cast(latest.column("submitted_at"), pa.timestamp("ms")), pa.int64()), 1000.0
     ).to_pylist()
     state = RunState(total=latest.num_rows, counts={})
     counts: dict[State, int] = {}
-    for index, (row, attempt, status, output, failure) in enumerate(
+    for index, (row, attempt, status, output, failure, reason) in enumerate(
         zip(
             latest.column("row").to_pylist(),
             latest.column("attempt").to_pylist(),
             latest.column("state").to_pylist(),
             latest.column("output_location").to_pylist(),
             latest.column("failure_location").to_pylist(),
+            invalid,
             strict=True,
         )
     ):
         current = State(status)
+        if reason is not None and current is State.PENDING:
+            state.unrecorded_rejections.append((row, reason))
+            current = State.REJECTED
         if state.output_directory is None and output:
             target = parse_s3_uri(output)
             state.output_directory = f"s3://{target.bucket}/{target.directory}"

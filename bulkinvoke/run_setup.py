@@ -164,14 +164,24 @@ def open_or_create(
         [d.row for d in manifest.duplicates], [d.first_row for d in manifest.duplicates]
     )
     ledger = Ledger.create(run_dir, config, plan, duplicates)
+    try:
+        rejections = [(p.row, p.reason) for p in manifest.problems if p.row is not None]
+        record_rejections(ledger, rejections)
+    except BaseException:
+        ledger.close()  # and its lock: the run exists, and resume records them
+        raise
+    return ledger
+
+
+def record_rejections(ledger: Ledger, rejections: list[tuple[int, str]]) -> None:
+    """Record the rows manifest validation refused, (row, reason) each, as rejected."""
+    if not rejections:
+        return
     now = time.time()
     ledger.record_many(
-        Event(p.row, 1, State.REJECTED, now, error=p.reason)
-        for p in manifest.problems
-        if p.row is not None
+        Event(row, 1, State.REJECTED, now, error=reason) for row, reason in rejections
     )
     ledger.flush()
-    return ledger
 
 
 def check_shard(config: dict[str, Any], shard: Shard | None) -> None:

@@ -26,7 +26,7 @@ from bulkinvoke.limiter import RateLimiter
 from bulkinvoke.mirror import LedgerMirror, MirrorSettings, open_mirror, saved_settings
 from bulkinvoke.mirror_files import mirror_client
 from bulkinvoke.notifications import NotificationQueue
-from bulkinvoke.plan import CallFactory, RunState, load_run_state
+from bulkinvoke.plan import CallFactory, RunState, invalid_reasons, load_run_state
 from bulkinvoke.retry import RetryPolicy, classify
 from bulkinvoke.run_setup import (
     InvalidManifest,
@@ -39,6 +39,7 @@ from bulkinvoke.run_setup import (
     open_or_create,
     parse_max_failures,
     read_run_manifest,
+    record_rejections,
 )
 from bulkinvoke.shards import Shard
 from bulkinvoke.states import State
@@ -337,11 +338,7 @@ def retryable_attempts(ledger: Ledger, states: tuple[State, ...]) -> list[tuple[
     """(row, latest attempt) of every row whose latest attempt ended in ``states``."""
     latest = ledger.latest()
     wanted = {state.value for state in states}
-    invalid = (
-        latest.column("invalid_reason").to_pylist()
-        if "invalid_reason" in latest.column_names
-        else [None] * latest.num_rows
-    )
+    invalid = invalid_reasons(latest)
     return [
         (row, attempt)
         for row, attempt, status, reason in zip(
@@ -361,6 +358,7 @@ def _run(ledger: Ledger, session: _Session, *, send: bool = True, duplicates: in
     factory = CallFactory(ledger.plan(), options)
     collector = Collector(clients.s3, expected_bucket_owner=options.aws.expected_bucket_owner)
     state: RunState = load_run_state(ledger, factory)
+    record_rejections(ledger, state.unrecorded_rejections)
     limiter = RateLimiter(options.rate)
     if send and options.aws.transport is not Transport.BOTOCORE and not isinstance(
         clients.sagemaker_runtime, DirectRuntimeClient

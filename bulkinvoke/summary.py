@@ -107,6 +107,7 @@ def render_summary(console: Console, summary: dict[str, Any]) -> None:
         f"{summary['submitted_this_session']} sent this session in {summary['elapsed_s']:.1f} s"
         + (f" ({summary['finished_per_s']:.1f} finished/s)" if summary["finished_per_s"] else ""),
         highlight=False,
+        markup=False,
     )
     if summary["duplicate_rows"]:
         console.print(f"{summary['duplicate_rows']} duplicate manifest rows were sent once")
@@ -116,10 +117,10 @@ def render_summary(console: Console, summary: dict[str, Any]) -> None:
             "their calls): use another --id-namespace for fresh ones"
         )
     if summary["stop_reason"]:
-        console.print(f"[yellow]{summary['stop_reason']}[/]", highlight=False)
-    console.print(f"ledger: {summary['run_dir']}", highlight=False)
+        console.print(summary["stop_reason"], style="yellow", highlight=False, markup=False)
+    console.print(f"ledger: {summary['run_dir']}", highlight=False, markup=False)
     if summary["next_step"]:
-        console.print(f"next: {summary['next_step']}", highlight=False)
+        console.print(f"next: {summary['next_step']}", highlight=False, markup=False)
 
 
 def render_status(console: Console, summary: dict[str, Any]) -> None:
@@ -127,5 +128,6 @@ def render_status(console: Console, summary: dict[str, Any]) -> None:
         f"{summary['run_dir']}: {summary['items']} items of {summary['manifest']} "
         f"on endpoint {summary['endpoint']}",
         highlight=False,
+        markup=False,
     )
     console.print(_counts_table(summary["counts"], summary["items"]))

@@ -72,3 +72,29 @@ def test_a_first_session_killed_before_any_answer_was_on_disk_resends_nothing_fi
     accepted = emulator.accepted_ids()
     assert {i: accepted[i] for i in finished} == finished, "an item with an output was resent"
     assert ids <= set(accepted)
+
+
+def test_rows_refused_by_validation_stay_unsent_when_the_run_died_before_recording_them(
+    emulator: LocalStack, s3: Any, tmp_path: Path
+) -> None:
+    data = make_dataset(s3, tmp_path, 5)
+    with data.manifest.open("a") as manifest:
+        manifest.write("not-a-uri\n")
+    run_dir = tmp_path / "run"
+    env = cli_env(emulator)
+    submit = ["submit", str(data.manifest), "--endpoint", ENDPOINT, "--run-dir", str(run_dir),
+              "--skip-invalid", "--quiet"]  # fmt: skip
+    # Killed writing its first batch, the refused row's record: run.json is already there.
+    crashed = run_cli(with_fault_hook(env, BULKINVOKE_CRASH_AT="batch-data:1"), *submit)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert Ledger.exists(run_dir)
+
+    done = run_cli(env, "resume", str(run_dir), "--json", "--quiet")
+    assert done.returncode == 1, done.stderr  # one item rejected
+    counts = json.loads(done.stdout)["counts"]
+    assert {state: n for state, n in counts.items() if n} == {"succeeded": 5, "rejected": 1}
+    with Ledger.open(run_dir, writable=False) as ledger:
+        refused = ledger.latest().to_pandas().set_index("row").loc[6]
+    assert refused["state"] == "rejected"
+    assert refused["error"] == refused["invalid_reason"], "refused by bulkinvoke, not the endpoint"
+    assert not isinstance(refused["inference_id"], str), "never sent"

@@ -144,6 +144,22 @@ def test_answers_slower_than_the_call_timeout_are_retried(
     assert read_ledger(tmp_path / "run")["retries"].sum() >= 1
 
 
+def test_a_timeout_with_calls_still_on_the_wire_is_incomplete_and_resumes(
+    emulator: LocalStack, sagemaker_proxy: FaultProxy, s3: Any, tmp_path: Path
+) -> None:
+    sagemaker_proxy.configure(fail_all="slow", slow_seconds=2)
+    data = make_dataset(s3, tmp_path, 8)
+    env = cli_env(emulator, sagemaker_url=sagemaker_proxy.url)
+    run_dir = tmp_path / "run"
+    cut = run_cli(env, *_submit(data.manifest, run_dir, "--concurrency", "4", "--timeout", "0.5"))
+    assert cut.returncode == 3, cut.stderr  # incomplete, not 4 (stopped)
+    assert json.loads(cut.stdout)["outcome"] == "incomplete"
+    sagemaker_proxy.clear()
+    done = run_cli(env, "resume", str(run_dir), "--json", "--quiet")
+    assert done.returncode == 0, done.stderr
+    _all_succeeded(run_dir, 8)
+
+
 def test_s3_errors_while_collecting_finish(
     emulator: LocalStack, s3_proxy: FaultProxy, s3: Any, tmp_path: Path
 ) -> None:

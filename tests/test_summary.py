@@ -1,0 +1,44 @@
+"""The end-of-run summary prints what the run says verbatim: error text is not rich markup."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from bulkinvoke.summary import render_status, render_summary
+
+STOP = "ClientError: expected [/] and [bold]kept[/bold] as written"
+RUN_DIR = "/runs/[red]odd[/red]-dir"
+
+
+def _printed(render: object, summary: dict[str, object]) -> str:
+    out = io.StringIO()
+    render(Console(file=out, width=200, color_system=None), summary)  # type: ignore[operator]
+    return out.getvalue()
+
+
+def test_a_stop_reason_and_paths_with_brackets_print_as_written() -> None:
+    summary = {
+        "outcome": "stopped",
+        "items": 3,
+        "submitted_this_session": 1,
+        "elapsed_s": 1.0,
+        "finished_per_s": 0.0,
+        "duplicate_rows": 0,
+        "earlier_run_results": 0,
+        "stop_reason": STOP,
+        "run_dir": RUN_DIR,
+        "next_step": f"bulkinvoke resume {RUN_DIR}",
+    }
+    printed = _printed(render_summary, summary)
+    assert STOP in printed
+    assert f"ledger: {RUN_DIR}" in printed and f"resume {RUN_DIR}" in printed
+
+
+def test_status_prints_the_run_dir_as_written() -> None:
+    counts = {"pending": 3, "submitting": 0, "submitted": 0, "succeeded": 0, "failed": 0,
+              "expired": 0, "rejected": 0}  # fmt: skip
+    summary = {"run_dir": RUN_DIR, "items": 3, "manifest": "m[1].csv", "endpoint": "e",
+               "counts": counts}  # fmt: skip
+    assert f"{RUN_DIR}: 3 items of m[1].csv" in _printed(render_status, summary)
