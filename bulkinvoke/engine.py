@@ -41,6 +41,7 @@ from bulkinvoke.notifications import (
     Received,
     ResultNotice,
 )
+from bulkinvoke.redaction import redact
 from bulkinvoke.retry import ErrorClass, ErrorKind, classify
 from bulkinvoke.states import State
 
@@ -105,13 +106,6 @@ class _StopRequest:
 _Message = CallResult | _Sweep | Received | _NotSent | _StopRequest
 
 _FAILURE_STATES = (State.FAILED, State.EXPIRED, State.REJECTED)
-
-
-def _redacted(text: str | None, custom_attributes: str | None) -> str | None:
-    """``text`` without the attempt's custom attributes, in the report's placeholder."""
-    if text and custom_attributes:
-        return text.replace(custom_attributes, "<custom-attributes>")
-    return text
 
 
 def _sweep_problem(error: Exception) -> tuple[str, bool]:
@@ -375,8 +369,8 @@ class Engine:
             # A bug, not an answer (the invoker returns every answer as a value). Nothing reads
             # the pool's futures, so without a result here the run would wait for this call
             # forever: stop it instead, the attempt in doubt, for resume to settle.
-            message = _redacted(f"unexpected error: {error}", call.options.custom_attributes)
-            problem = ErrorClass(ErrorKind.SYSTEMIC, type(error).__name__, message or "")
+            message = redact(f"unexpected error: {error}", call.options.custom_attributes)
+            problem = ErrorClass(ErrorKind.SYSTEMIC, type(error).__name__, message)
             result = CallResult(call, State.SUBMITTING, self._clock(), stop=problem)
         self._results.put(result)
 
@@ -555,7 +549,7 @@ class Engine:
                 self._clock(),
                 completed_at=completed_at,
                 output_bytes=output_bytes,
-                error=_redacted(error, watch.custom_attributes),
+                error=None if error is None else redact(error, watch.custom_attributes),
                 output_location=output_location,
                 failure_location=failure_location,
             )

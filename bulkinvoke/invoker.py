@@ -13,12 +13,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bulkinvoke.ids import output_filename
 from bulkinvoke.limiter import RateLimiter
 from bulkinvoke.options import RequestOptions
+from bulkinvoke.redaction import redact
 from bulkinvoke.retry import (
     ErrorClass,
     ErrorKind,
@@ -151,7 +152,10 @@ class Invoker:
                 on_retry=before_retry,
             )
         except RunStopped as stopped:
-            return CallResult(call, State.SUBMITTING, self._clock(), stop=stopped.error_class)
+            # A service message may quote the request: the attributes must not reach the log.
+            message = redact(stopped.error_class.message, call.options.custom_attributes)
+            problem = replace(stopped.error_class, message=message)
+            return CallResult(call, State.SUBMITTING, self._clock(), stop=problem)
         except (Rejected, GaveUp) as failed:
             if failed.error_class.kind is ErrorKind.THROTTLED:
                 self._limiter.on_throttle()
@@ -159,7 +163,7 @@ class Invoker:
                 call,
                 State.REJECTED if isinstance(failed, Rejected) else State.FAILED,
                 self._clock(),
-                error=str(failed),
+                error=redact(str(failed), call.options.custom_attributes),
                 retries=failed.retries,
                 throttles=failed.throttles,
             )

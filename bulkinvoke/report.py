@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bulkinvoke.redaction import CUSTOM_ATTRIBUTES_PLACEHOLDER, SECRET_PATTERNS
 from bulkinvoke.states import FINAL_STATES, State
 
 if TYPE_CHECKING:
@@ -35,16 +36,8 @@ _UNSUCCESSFUL = tuple(s for s in _FINAL if s is not State.SUCCEEDED)
 _NICE_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 _NICE_STEPS += (10800, 21600, 43200, 86400)
 
-# (RE2 pattern, replacement), applied in order. Secrets go first so that no later rule can keep a
-# piece of one; pure numbers go before hex so that "12345678" and "12" both become <n>.
-_SECRETS = (
-    (r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b", "<secret>"),
-    (
-        r"(?i)((?:secret|token|password|passwd|signature|credential|authorization|api[_-]?key)"
-        r"[\w-]*[\"']?\s*[:=]\s*)[\"']?[^\s\"',;&]+",
-        r"\1<secret>",
-    ),
-)
+# (RE2 pattern, replacement), applied in order after the secrets are out (so that no rule can keep
+# a piece of one); pure numbers go before hex so that "12345678" and "12" both become <n>.
 _NORMALISE = (
     (r"\bbi-[a-z2-7]{24}\b", "<inference-id>"),
     (r"(?i)\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", "<uuid>"),
@@ -209,17 +202,19 @@ def _scrub(errors: pa.ChunkedArray, run_value: str | None, row_values: list[Any]
 
     texts = pc.fill_null(errors, "").combine_chunks()
     if run_value:
-        texts = pc.replace_substring(texts, pattern=run_value, replacement="<custom-attributes>")
+        texts = pc.replace_substring(
+            texts, pattern=run_value, replacement=CUSTOM_ATTRIBUTES_PLACEHOLDER
+        )
     if any(row_values):
         # Per-row values can all differ, so no single vectorised replace covers them.
         texts = pa.array(
             [
-                t.replace(v, "<custom-attributes>") if v else t
+                t.replace(v, CUSTOM_ATTRIBUTES_PLACEHOLDER) if v else t
                 for t, v in zip(texts.to_pylist(), row_values, strict=True)
             ],
             pa.string(),
         )
-    for pattern, replacement in _SECRETS:
+    for pattern, replacement in SECRET_PATTERNS:
         texts = pc.replace_substring_regex(texts, pattern=pattern, replacement=replacement)
     return texts
 
