@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from bulkinvoke.aws import Transport
 from bulkinvoke.cli_emulator import emulator_command
+from bulkinvoke.cli_errors import err, fail
 from bulkinvoke.cli_report import report_command
 from bulkinvoke.exit_codes import EXIT_CODES_HELP, ExitCode
 
@@ -44,15 +44,8 @@ app.command("report", help="Report on a run: counts, timings, latency, failures,
     report_command
 )
 out = Console()
-err = Console(stderr=True)
 
 MAX_PROBLEMS_SHOWN = 20
-
-
-def _fail(message: str, code: ExitCode = ExitCode.USAGE) -> NoReturn:
-    # Messages quote file names and manifest cells: "[...]" in them is text, not rich markup.
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(int(code))
 
 
 @contextmanager
@@ -70,7 +63,7 @@ def _expected_errors(go_on: str = "run the same command again") -> Iterator[None
     except LedgerWriteError as error:
         # A full disk or an I/O error is no usage error: the run stopped, and what is on disk
         # is whole, so it resumes once the disk can be written again.
-        _fail(
+        fail(
             f"{error}. The run stopped; once the disk can be written again, {go_on}",
             ExitCode.STOPPED,
         )
@@ -80,11 +73,11 @@ def _expected_errors(go_on: str = "run the same command again") -> Iterator[None
             err.print(str(problem), highlight=False, markup=False, soft_wrap=True)
         if len(problems) > MAX_PROBLEMS_SHOWN:
             err.print(f"... and {len(problems) - MAX_PROBLEMS_SHOWN} more invalid rows")
-        _fail(f"{error} (use --skip-invalid to record them as rejected and go on)")
+        fail(f"{error} (use --skip-invalid to record them as rejected and go on)")
     except (ManifestError, RunError, AwsConfigError, LedgerError, ExportError) as error:
-        _fail(str(error))
+        fail(str(error))
     except KeyboardInterrupt:
-        _fail(
+        fail(
             f"interrupted; nothing is lost: {go_on}",
             ExitCode.INTERRUPTED,
         )
@@ -292,7 +285,7 @@ def submit(
     if output_path_extension is not None:
         problems.append(check_output_path_extension(output_path_extension) or "")
     if any(problems):
-        _fail("; ".join(p for p in problems if p))
+        fail("; ".join(p for p in problems if p))
     chosen_shard = _shard(shard, shards)
     if rate is not None and shards is not None:
         rate /= shards
@@ -380,7 +373,7 @@ def _shard(spec: str | None, shards: int | None) -> Shard | None:
     try:
         return resolve_shard(spec, shards, os.environ)
     except ShardError as error:
-        _fail(str(error))
+        fail(str(error))
 
 
 def _mirror_settings(uri: str | None, lease_seconds: float | None = None) -> MirrorSettings | None:
@@ -391,7 +384,7 @@ def _mirror_settings(uri: str | None, lease_seconds: float | None = None) -> Mir
     try:
         return MirrorSettings(uri) if lease_seconds is None else MirrorSettings(uri, lease_seconds)
     except MirrorError as error:
-        _fail(str(error))
+        fail(str(error))
 
 
 RegionOption = Annotated[str | None, typer.Option(help="AWS region (default: the run's).")]
@@ -660,7 +653,7 @@ def export(
                 aws=aws,
             )
         except ExportStopped as error:
-            _fail(f"{error}; nothing was written", ExitCode.STOPPED)
+            fail(f"{error}; nothing was written", ExitCode.STOPPED)
     message = f"wrote {result.rows} rows to {output}"
     if with_output or expand_json:
         message += (

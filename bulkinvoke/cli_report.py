@@ -7,13 +7,12 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
-from bulkinvoke.exit_codes import ExitCode
+from bulkinvoke.cli_errors import err, fail
 
 
 class ReportFormat(StrEnum):
@@ -72,7 +71,7 @@ def report_command(
         with local_runs(sources) as run_dirs:
             report = build_report(run_dirs[0] if len(run_dirs) == 1 else run_dirs)
     except (LedgerError, AwsConfigError) as error:
-        _fail(str(error))
+        fail(str(error))
     # Downloaded runs live in a temporary directory: name them as the user did.
     report["run"]["run_dir"] = ", ".join(sources)
     if output is None and chosen is ReportFormat.TEXT:
@@ -88,16 +87,8 @@ def report_command(
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
     except OSError as error:
-        _fail(f"cannot write {output}: {error.strerror}")
-    Console(stderr=True).print(f"wrote the {chosen.value} report to {output}", highlight=False)
-
-
-def _fail(message: str) -> NoReturn:
-    # soft_wrap: a file name in the message must stay whole, to be copied from the terminal.
-    Console(stderr=True).print(
-        f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True
-    )
-    raise typer.Exit(int(ExitCode.USAGE))
+        fail(f"cannot write {output}: {error.strerror}")
+    err.print(f"wrote the {chosen.value} report to {output}", highlight=False, markup=False)
 
 
 def _render(report: dict[str, Any], chosen: ReportFormat) -> str:

@@ -120,10 +120,6 @@ class Collector:
         )
         return findings
 
-    def check(self, watches: Iterable[Watch]) -> list[Finding]:
-        """HEAD each attempt's locations: for resolving attempts whose fate is in doubt."""
-        return self._sweep_by_head(list(watches))
-
     def _head_is_cheaper(self, watches: Collection[Watch]) -> bool:
         head_cost = sum(1 + (w.failure_location is not None) for w in watches)
         list_cost = 0

@@ -43,7 +43,7 @@ from bulkinvoke.notifications import (
 )
 from bulkinvoke.redaction import redact
 from bulkinvoke.retry import ErrorClass, ErrorKind, classify
-from bulkinvoke.states import State
+from bulkinvoke.states import UNSUCCESSFUL_STATES, State
 
 
 class Outcome(Enum):
@@ -51,7 +51,6 @@ class Outcome(Enum):
     ACCEPTED = "accepted"  # --no-wait: every item was sent; results still to come
     INCOMPLETE = "incomplete"  # --timeout ran out first
     STOPPED = "stopped"  # a systemic error or the failure threshold
-    INTERRUPTED = "interrupted"  # Ctrl-C
 
 
 @dataclass(frozen=True)
@@ -104,8 +103,6 @@ class _StopRequest:
 
 # What the engine thread hears from calls, sweeps, notifications and other threads.
 _Message = CallResult | _Sweep | Received | _NotSent | _StopRequest
-
-_FAILURE_STATES = (State.FAILED, State.EXPIRED, State.REJECTED)
 
 
 def _sweep_problem(error: Exception) -> tuple[str, bool]:
@@ -201,14 +198,14 @@ class Engine:
         sweeps = ThreadPoolExecutor(1, thread_name_prefix="collect")
         if self._listener is not None:
             self._listener.start()
-        outcome = Outcome.INTERRUPTED
         try:
             outcome = self._loop(calls, sweeps)
+        except BaseException:
+            self._stop_reason = self._stop_reason or "interrupted"
+            raise
         finally:
             # Also on Ctrl-C: let the calls already sent finish, so their results are recorded
             # rather than left in doubt.
-            if outcome is Outcome.INTERRUPTED:
-                self._stop_reason = self._stop_reason or "interrupted"
             self._drain_calls()
             calls.shutdown(wait=False, cancel_futures=True)
             sweeps.shutdown(wait=False, cancel_futures=True)
@@ -452,7 +449,7 @@ class Engine:
         if early is not None and result.state is State.SUBMITTED:
             self._apply_notice((call.row, call.attempt), *early)
         self._check_endpoint_health(result)
-        if result.state in _FAILURE_STATES:
+        if result.state in UNSUCCESSFUL_STATES:
             self._check_failure_threshold()
 
     def _check_endpoint_health(self, result: CallResult) -> None:
@@ -555,7 +552,7 @@ class Engine:
             )
         )
         self._move_counts(State.SUBMITTED, state)
-        if state in _FAILURE_STATES:
+        if state in UNSUCCESSFUL_STATES:
             self._check_failure_threshold()
         return True
 
@@ -588,7 +585,7 @@ class Engine:
         limit = self._settings.max_failures
         if limit is None or self._stop_reason is not None:
             return
-        failures = sum(self._counts[state] for state in _FAILURE_STATES)
+        failures = sum(self._counts[state] for state in UNSUCCESSFUL_STATES)
         if failures > limit:
             self._stop_reason = f"{failures} items failed, more than --max-failures allows"
             self._subscribers.notice(NoticeLevel.ERROR, f"stopping: {self._stop_reason}")

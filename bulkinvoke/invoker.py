@@ -73,6 +73,7 @@ class Invoker:
         policy: RetryPolicy,
         output_path_extension: str | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._client = client
@@ -81,6 +82,7 @@ class Invoker:
         self._policy = policy
         self._extension = output_path_extension
         self._clock = clock
+        self._monotonic = monotonic
         self._sleep = sleep
         self._rng = random.Random()
         self._send_lock = threading.Lock()
@@ -103,7 +105,7 @@ class Invoker:
         while (rate := self._limiter.current_rate) is not None:
             allowed = max(1, math.floor(rate))
             with self._send_lock:
-                now = time.monotonic()
+                now = self._monotonic()
                 recent = self._recent_sends
                 while recent and recent[0] <= now - 1.0:
                     recent.popleft()

@@ -81,11 +81,13 @@ def parse_max_failures(text: str | None, total: int) -> int | None:
     """``N`` failures, or ``P%`` of the run's items, after which the run stops."""
     if text is None:
         return None
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(%?)\s*", text)
+    match = re.fullmatch(r"\s*(?:(\d+)|(\d+(?:\.\d+)?)\s*%)\s*", text)
     if match is None:
-        raise RunError(f"--max-failures takes a count or a percentage, not {text!r}")
-    number = float(match.group(1))
-    return int(total * number / 100) if match.group(2) else int(number)
+        raise RunError(
+            f"--max-failures takes a whole count (10) or a percentage (2.5%), not {text!r}"
+        )
+    count, percent = match.groups()
+    return int(count) if count is not None else int(total * float(percent) / 100)
 
 
 def check_options(options: RunOptions) -> None:

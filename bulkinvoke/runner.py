@@ -42,7 +42,7 @@ from bulkinvoke.run_setup import (
     record_rejections,
 )
 from bulkinvoke.shards import Shard
-from bulkinvoke.states import State
+from bulkinvoke.states import UNSUCCESSFUL_STATES, State
 from bulkinvoke.transport import DirectRuntimeClient
 
 # Names the CLI, tests and library users import from here.
@@ -76,13 +76,11 @@ class RunResult:
 
     @property
     def exit_code(self) -> ExitCode:
-        if self.outcome is Outcome.INTERRUPTED:
-            return ExitCode.INTERRUPTED
         if self.outcome is Outcome.STOPPED:
             return ExitCode.STOPPED
         if self.outcome is Outcome.INCOMPLETE:
             return ExitCode.INCOMPLETE
-        if any(self.counts.get(state) for state in (State.FAILED, State.EXPIRED, State.REJECTED)):
+        if any(self.counts.get(state) for state in UNSUCCESSFUL_STATES):
             return ExitCode.SOME_FAILED
         return ExitCode.OK
 
@@ -186,9 +184,6 @@ def collect(
     return result
 
 
-RETRYABLE_STATES = (State.FAILED, State.EXPIRED, State.REJECTED)
-
-
 def retry(
     run_dir: Path,
     states: tuple[State, ...] = (State.FAILED, State.EXPIRED),
@@ -205,7 +200,7 @@ def retry(
     earlier attempts' records stay in the ledger. Rows refused by manifest validation cannot be
     sent and are left as they are.
     """
-    unknown = [state for state in states if state not in RETRYABLE_STATES]
+    unknown = [state for state in states if state not in UNSUCCESSFUL_STATES]
     if unknown:
         raise RunError(f"only failed, expired or rejected items can be retried, not {unknown[0]}")
     started = time.monotonic()

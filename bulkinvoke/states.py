@@ -28,17 +28,20 @@ class State(StrEnum):
 
 
 FINAL_STATES = frozenset({State.SUCCEEDED, State.FAILED, State.EXPIRED, State.REJECTED})
+# The final states but success: what --max-failures counts, exit code 1 reports and retry resends.
+UNSUCCESSFUL_STATES = (State.FAILED, State.EXPIRED, State.REJECTED)
 
-# An output can arrive for an attempt already marked expired (the endpoint was merely slow), and a
-# call whose intent was written may be found finished before its response was recorded; both are
-# allowed so the ledger can follow what S3 says.
+# A call whose intent was written may be found finished before its response was recorded (resume
+# looks for its output): allowed, so that the ledger follows what S3 says. An expired attempt is
+# final: a result that appears later is not looked for (``retry --expired`` sends a new attempt).
+# The table is the specification that bench/crash_fuzz.py checks every recorded history against.
 _TRANSITIONS: dict[State, frozenset[State]] = {
     State.PENDING: frozenset({State.SUBMITTING, State.REJECTED}),
     State.SUBMITTING: frozenset(
         {State.SUBMITTING, State.SUBMITTED, State.SUCCEEDED, State.FAILED, State.REJECTED}
     ),
     State.SUBMITTED: frozenset({State.SUCCEEDED, State.FAILED, State.EXPIRED}),
-    State.EXPIRED: frozenset({State.SUCCEEDED, State.FAILED}),
+    State.EXPIRED: frozenset(),
     State.SUCCEEDED: frozenset(),
     State.FAILED: frozenset(),
     State.REJECTED: frozenset(),

@@ -15,7 +15,6 @@ if TYPE_CHECKING:
 _NEXT_STEP = {
     "incomplete": "bulkinvoke resume {run_dir}",
     "stopped": "fix the cause above, then: bulkinvoke resume {run_dir}",
-    "interrupted": "bulkinvoke resume {run_dir}",
     "accepted": "bulkinvoke resume {run_dir}  (waits for the results)",
 }
 _STATE_STYLES = {
