@@ -275,17 +275,12 @@ def submit(
 ) -> None:
     """Submit every row of MANIFEST to an async endpoint, record it, and wait for the results."""
     from bulkinvoke.aws import AwsSettings
-    from bulkinvoke.options import RequestOptions, check_output_path_extension
+    from bulkinvoke.options import RequestOptions
     from bulkinvoke.runner import RunOptions
 
     request = RequestOptions(
         content_type, accept, custom_attributes, request_ttl_seconds, invocation_timeout_seconds
     )
-    problems = request.problems()
-    if output_path_extension is not None:
-        problems.append(check_output_path_extension(output_path_extension) or "")
-    if any(problems):
-        fail("; ".join(p for p in problems if p))
     chosen_shard = _shard(shard, shards)
     if rate is not None and shards is not None:
         rate /= shards

@@ -16,7 +16,7 @@ from bulkinvoke.aws import AwsSettings
 from bulkinvoke.ledger import Event, Ledger
 from bulkinvoke.ledger_views import duplicates_table
 from bulkinvoke.manifest import Manifest, problems_table, read_manifest
-from bulkinvoke.options import RequestOptions, check_endpoint_name
+from bulkinvoke.options import RequestOptions, check_endpoint_name, check_output_path_extension
 from bulkinvoke.shards import Shard, select_shard
 from bulkinvoke.states import State
 
@@ -93,9 +93,11 @@ def parse_max_failures(text: str | None, total: int) -> int | None:
 def check_options(options: RunOptions) -> None:
     """Refuse, before anything is written, options that would fail every call or the run later
     (and, saved in run.json, every resume of it too)."""
-    problem = check_endpoint_name(options.endpoint)
-    if problem:
-        raise RunError(problem)
+    problems = [check_endpoint_name(options.endpoint), *options.request.problems()]
+    if options.output_path_extension is not None:
+        problems.append(check_output_path_extension(options.output_path_extension))
+    if any(problems):
+        raise RunError("; ".join(p for p in problems if p))
     if options.rate is not None and not (math.isfinite(options.rate) and options.rate > 0):
         raise RunError(f"--rate must be a positive number of calls per second, not {options.rate}")
     parse_max_failures(options.max_failures, 0)
