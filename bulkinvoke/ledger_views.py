@@ -54,6 +54,11 @@ def latest_of(folded: pa.Table, plan: pa.Table, where: Path) -> pa.Table:
             column = pc.fill_null(column, 0)
         elif name == "state":
             column = pc.fill_null(column, State.PENDING.value)
+        elif name == "error":
+            # The fold keeps the last error written: for an attempt that expired and then got its
+            # output after all, the expiry's, which a success must not carry.
+            succeeded = pc.fill_null(pc.equal(picked["state"], State.SUCCEEDED.value), False)
+            column = pc.if_else(succeeded, pa.scalar(None, column.type), column)
         names.append(name)
         columns.append(column)
     return pa.Table.from_arrays(columns, names=names)

@@ -8,6 +8,7 @@ what is left to do for it.
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +91,9 @@ class RunState:
     watches: list[Watch] = field(default_factory=list)
     # Where this run's outputs land (s3://bucket/prefix/), learned from an accepted call.
     output_directory: str | None = None
+    # Expired attempts, watched with no deadline: an endpoint that was only slow may have
+    # written their results since, and each one found is a call not paid for twice.
+    expired: list[Watch] = field(default_factory=list)
     # (row, reason) of rows refused by manifest validation that the ledger does not show as
     # rejected yet: a crash came between creating the run and recording them.
     unrecorded_rejections: list[tuple[int, str]] = field(default_factory=list)
@@ -151,20 +155,19 @@ def load_run_state(ledger: Ledger, factory: CallFactory) -> RunState:
             state.work.append(factory.call(row, attempt or 1))
         elif current is State.SUBMITTING:
             state.in_doubt.append(factory.call(row, attempt))
-        elif current is State.SUBMITTED:
+        elif current is State.SUBMITTED or (current is State.EXPIRED and output):
             call = factory.call(row, attempt)
             sent = submitted_at[index] or 0.0
-            state.watches.append(
-                Watch(
-                    row,
-                    attempt,
-                    call.inference_id,
-                    output,
-                    failure,
-                    sent,
-                    factory.expected_result_by(call, sent),
-                    call.options.custom_attributes,
-                )
+            watch = Watch(
+                row,
+                attempt,
+                call.inference_id,
+                output,
+                failure,
+                sent,
+                factory.expected_result_by(call, sent) if current is State.SUBMITTED else math.inf,
+                call.options.custom_attributes,
             )
+            (state.watches if current is State.SUBMITTED else state.expired).append(watch)
     state.counts = counts
     return state

@@ -7,6 +7,7 @@ the options it was started with. Both return a :class:`RunResult`; neither print
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bulkinvoke.aws import AwsSettings, Transport, bucket_owner_args, make_clients
-from bulkinvoke.collector import Collector, Watch
+from bulkinvoke.collector import Collector, Finding, Watch
 from bulkinvoke.engine import Engine, EngineResult, EngineSettings, Outcome
 from bulkinvoke.events import NoticeLevel, Subscribers
 from bulkinvoke.exit_codes import ExitCode
@@ -27,6 +28,7 @@ from bulkinvoke.mirror import LedgerMirror, MirrorSettings, open_mirror, saved_s
 from bulkinvoke.mirror_files import mirror_client
 from bulkinvoke.notifications import NotificationQueue
 from bulkinvoke.plan import CallFactory, RunState, invalid_reasons, load_run_state
+from bulkinvoke.redaction import redact
 from bulkinvoke.retry import RetryPolicy, classify
 from bulkinvoke.run_setup import (
     InvalidManifest,
@@ -210,6 +212,11 @@ def retry(
             ledger, aws, started, wait, timeout, notifications_queue, subscribers, copy
         )
         factory = CallFactory(ledger.plan(), session.options)
+        if State.EXPIRED in states:
+            # What came late is not sent again.
+            state = load_run_state(ledger, factory)
+            if state.expired:
+                _look_for_late_results(ledger, state, _collector(session), session.subscribers)
         now = time.time()
         again = 0
         for row, attempt in retryable_attempts(ledger, states):
@@ -351,9 +358,11 @@ def _run(ledger: Ledger, session: _Session, *, send: bool = True, duplicates: in
     options = session.options
     clients = session.clients
     factory = CallFactory(ledger.plan(), options)
-    collector = Collector(clients.s3, expected_bucket_owner=options.aws.expected_bucket_owner)
+    collector = _collector(session)
     state: RunState = load_run_state(ledger, factory)
     record_rejections(ledger, state.unrecorded_rejections)
+    if state.expired:
+        _look_for_late_results(ledger, state, collector, session.subscribers)
     limiter = RateLimiter(options.rate)
     if send and options.aws.transport is not Transport.BOTOCORE and not isinstance(
         clients.sagemaker_runtime, DirectRuntimeClient
@@ -460,11 +469,11 @@ def _settle_in_doubt(
     from botocore.exceptions import BotoCoreError, ClientError
 
     watches = [
-        Watch(call.row, call.attempt, call.inference_id, location, None, 0.0, float("inf"))
+        Watch(call.row, call.attempt, call.inference_id, location, None, 0.0, math.inf,
+              call.options.custom_attributes)
         for call in state.in_doubt
         if (location := state.expected_output(call)) is not None
-    ]
-    locations = {(w.row, w.attempt): w.output_location for w in watches}
+    ]  # fmt: skip
     try:
         findings = collector.sweep(watches) if watches else []
     except (ClientError, BotoCoreError) as error:
@@ -473,24 +482,7 @@ def _settle_in_doubt(
             f"cannot check S3 for the outputs of {len(watches)} in-doubt items "
             f"({classify(error).describe()}); resume once S3 can be read"
         )
-    now = time.time()
-    finished = set()
-    for finding in findings:
-        ledger.record(
-            Event(
-                finding.row,
-                finding.attempt,
-                finding.state,
-                now,
-                completed_at=finding.completed_at,
-                output_bytes=finding.output_bytes,
-                output_location=locations[(finding.row, finding.attempt)],
-            )
-        )
-        state.counts[State.SUBMITTING] -= 1
-        state.counts[finding.state] = state.counts.get(finding.state, 0) + 1
-        finished.add((finding.row, finding.attempt))
-    ledger.flush()
+    finished = _record_findings(ledger, state, watches, findings, State.SUBMITTING)
     resend = [call for call in state.in_doubt if (call.row, call.attempt) not in finished]
     state.work[:0] = resend
     state.in_doubt = resend
@@ -499,3 +491,62 @@ def _settle_in_doubt(
         f"{len(finished)} in-doubt item(s) already had output; {len(resend)} will be sent again",
     )
     return None
+
+
+def _collector(session: _Session) -> Collector:
+    return Collector(
+        session.clients.s3, expected_bucket_owner=session.options.aws.expected_bucket_owner
+    )
+
+
+def _look_for_late_results(
+    ledger: Ledger, state: RunState, collector: Collector, subscribers: Subscribers
+) -> None:
+    """Record the results that expired attempts got after all (a slow endpoint), so that
+    neither a retry nor the report counts them as lost. S3 trouble here only costs the look."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        findings = collector.sweep(state.expired)
+    except (ClientError, BotoCoreError) as error:
+        subscribers.notice(
+            NoticeLevel.WARNING,
+            f"cannot look for late results of {len(state.expired)} expired items "
+            f"({classify(error).describe()}); they stay expired",
+        )
+        return
+    found = _record_findings(ledger, state, state.expired, findings, State.EXPIRED)
+    state.expired = [w for w in state.expired if (w.row, w.attempt) not in found]
+    if found:
+        subscribers.notice(
+            NoticeLevel.INFO, f"{len(found)} expired item(s) got their results after all"
+        )
+
+
+def _record_findings(
+    ledger: Ledger, state: RunState, watches: list[Watch], findings: list[Finding], was: State
+) -> set[tuple[int, int]]:
+    """Record what a one-off sweep of ``watches`` (attempts in state ``was``) found; the keys."""
+    watched = {(w.row, w.attempt): w for w in watches}
+    now = time.time()
+    for finding in findings:
+        watch = watched[(finding.row, finding.attempt)]
+        ledger.record(
+            Event(
+                finding.row,
+                finding.attempt,
+                finding.state,
+                now,
+                completed_at=finding.completed_at,
+                output_bytes=finding.output_bytes,
+                output_location=watch.output_location,
+                failure_location=watch.failure_location,
+                error=None
+                if finding.error is None
+                else redact(finding.error, watch.custom_attributes),
+            )
+        )
+        state.counts[was] -= 1
+        state.counts[finding.state] = state.counts.get(finding.state, 0) + 1
+    ledger.flush()
+    return {(f.row, f.attempt) for f in findings}

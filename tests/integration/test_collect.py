@@ -72,6 +72,42 @@ def test_an_item_with_no_result_expires(emulator: LocalStack, s3: Any, tmp_path:
     assert (counts["succeeded"], counts["expired"]) == (2, 2)
 
 
+def test_results_that_come_after_expiry_are_found_not_paid_for_twice(
+    emulator: LocalStack, s3: Any, tmp_path: Path
+) -> None:
+    # Slower than --expire-after; some items fail in the model, also late.
+    emulator.configure(latency="uniform:2.5-3", model_failure_probability=0.4, seed=5)
+    data = make_dataset(s3, tmp_path, 8)
+    runs = {how: tmp_path / how for how in ("collect", "retry")}
+    for how, run_dir in runs.items():
+        expired = _submit(emulator, data.manifest, run_dir, "--expire-after", "1",
+                          "--id-namespace", how)
+        assert (expired["exit"], expired["counts"]["expired"]) == (1, 8), expired
+    assert emulator.wait_idle(30)
+    sent = sum(emulator.accepted_ids().values())
+
+    collected = _submit_again(emulator, "collect", runs["collect"])
+    retried = _submit_again(emulator, "retry", runs["retry"], "--expired")
+    for summary in (collected, retried):
+        counts = summary["counts"]
+        assert counts["expired"] == 0 and counts["succeeded"] + counts["failed"] == 8
+        assert summary["submitted_this_session"] == 0
+    assert sum(emulator.accepted_ids().values()) == sent, "nothing was sent again"
+    table = read_ledger(runs["collect"])
+    succeeded = table[table["state"] == "succeeded"]
+    failed = table[table["state"] == "failed"]
+    assert len(succeeded) and len(failed), "both kinds of late result"
+    assert succeeded["error"].isna().all(), "a late success carries no expiry error"
+    assert (succeeded["attempts"] == 1).all() and succeeded["output_bytes"].gt(0).all()
+    assert not failed["error"].str.contains("in time").any(), "the model's error, not expiry's"
+
+
+def _submit_again(stack: LocalStack, command: str, run_dir: Path, *extra: str) -> dict[str, Any]:
+    done = run_cli(stack, command, str(run_dir), "--json", *extra)
+    assert done.returncode in (0, 1), done.stderr
+    return {"exit": done.returncode, **json.loads(done.stdout)}
+
+
 def test_retry_sends_failed_items_again_as_a_new_attempt(
     emulator: LocalStack, s3: Any, tmp_path: Path
 ) -> None:
