@@ -94,10 +94,18 @@ def _subscribers(stack: ExitStack, quiet: bool) -> Subscribers:
     return Subscribers([stack.enter_context(LogProgress())])
 
 
-def _render_result(result: RunResult, as_json: bool) -> NoReturn:
+def _render_result(result: RunResult, as_json: bool, *, local: bool = False) -> NoReturn:
     from bulkinvoke.summary import result_summary
 
     summary = result_summary(result)
+    if local and summary["next_step"]:
+        # resume and retry would look for the emulator that ended with this command.
+        summary["next_step"] = (
+            "run the same command again (--local's endpoint ended with this one; what it had "
+            "not answered is sent again)"
+            if result.outcome.value != "complete"
+            else None
+        )
     if as_json:
         out.print_json(json.dumps(summary))
     else:
@@ -356,8 +364,9 @@ def submit(
             subscribers=_subscribers(stack, quiet or as_json),
             shard=chosen_shard,
             mirror=mirror,
+            earlier_endpoint_gone=local,
         )
-    _render_result(result, as_json)
+    _render_result(result, as_json, local=local)
 
 
 def _shard(spec: str | None, shards: int | None) -> Shard | None:

@@ -111,10 +111,14 @@ def submit(
     subscribers: Subscribers | None = None,
     shard: Shard | None = None,
     mirror: MirrorSettings | None = None,
+    earlier_endpoint_gone: bool = False,
 ) -> RunResult:
     """Run every row of a manifest (or of its ``shard``) through the endpoint, or continue the
     run already there. With ``mirror`` (else the one in run.json), the ledger is kept in S3 too
-    (each shard under its own ``shard-K-of-N/``), and a run only there is continued from it."""
+    (each shard under its own ``shard-K-of-N/``), and a run only there is continued from it.
+    ``earlier_endpoint_gone``: the endpoint and S3 that earlier sessions used are gone
+    (``--local``'s emulator ends with its process), so the attempts they left awaiting a result
+    are sent again, as new attempts."""
     started = time.monotonic()
     check_options(options)
     run_dir = run_dir or default_run_dir(manifest_source, options.endpoint, shard)
@@ -139,6 +143,13 @@ def submit(
             options, clients, started, wait, timeout, notifications_queue, subscribers, copy
         )
         with ledger:
+            if earlier_endpoint_gone:
+                lost = _new_attempts(ledger, options, (State.SUBMITTED,))
+                if lost:
+                    subscribers.notice(
+                        NoticeLevel.INFO,
+                        f"{lost} item(s) sent to an endpoint that is gone will be sent again",
+                    )
             return _run(ledger, session, duplicates=len(manifest.duplicates))
 
 
@@ -211,23 +222,27 @@ def retry(
         session = _resumed_session(
             ledger, aws, started, wait, timeout, notifications_queue, subscribers, copy
         )
-        factory = CallFactory(ledger.plan(), session.options)
         if State.EXPIRED in states:
             # What came late is not sent again.
-            state = load_run_state(ledger, factory)
+            state = load_run_state(ledger, CallFactory(ledger.plan(), session.options))
             if state.expired:
                 _look_for_late_results(ledger, state, _collector(session), session.subscribers)
-        now = time.time()
-        again = 0
-        for row, attempt in retryable_attempts(ledger, states):
-            call = factory.call(row, attempt + 1)
-            ledger.record(
-                Event(row, call.attempt, State.PENDING, now, inference_id=call.inference_id)
-            )
-            again += 1
-        ledger.flush()
+        again = _new_attempts(ledger, session.options, states)
         session.subscribers.notice(NoticeLevel.INFO, f"{again} item(s) will be sent again")
         return _run(ledger, session)
+
+
+def _new_attempts(ledger: Ledger, options: RunOptions, states: tuple[State, ...]) -> int:
+    """Give every row whose latest attempt is in ``states`` a new attempt, pending; how many."""
+    factory = CallFactory(ledger.plan(), options)
+    now = time.time()
+    again = 0
+    for row, attempt in retryable_attempts(ledger, states):
+        call = factory.call(row, attempt + 1)
+        ledger.record(Event(row, call.attempt, State.PENDING, now, inference_id=call.inference_id))
+        again += 1
+    ledger.flush()
+    return again
 
 
 def dry_run(

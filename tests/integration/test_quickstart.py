@@ -56,3 +56,22 @@ def test_example_job_runs_on_a_terminal(tmp_path: Path) -> None:
     assert process.wait(timeout=120) == 0, text
     assert "Traceback" not in text
     assert "succeeded" in text
+
+
+def test_a_local_run_cut_short_is_finished_by_the_same_command(tmp_path: Path) -> None:
+    """The embedded emulator, with the calls it had accepted, ends with the process: running the
+    same command again sends what it never answered again, rather than waiting for it for hours."""
+    manifest = ROOT / "manifests" / "example.csv"
+    command = [sys.executable, "-m", "bulkinvoke", "submit", str(manifest), "--endpoint", "demo",
+               "--local", "--run-dir", str(tmp_path / "run"), "--json"]  # fmt: skip
+    first = subprocess.run([*command, "--no-wait"], capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    items = json.loads(first.stdout)["items"]
+    assert json.loads(first.stdout)["counts"]["submitted"] == items, "nothing answered yet"
+    assert json.loads(first.stdout)["next_step"].startswith("run the same command again")
+    again = subprocess.run([*command, "--timeout", "60"], capture_output=True, text=True,
+                           timeout=120)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert summary["counts"]["succeeded"] == items
+    assert summary["submitted_this_session"] == items
