@@ -95,7 +95,17 @@ class Clients:
         if endpoint is None and not os.environ.get("AWS_ENDPOINT_URL_SQS"):
             parts = urlsplit(queue_url)
             endpoint = f"{parts.scheme}://{parts.netloc}" if parts.netloc else None
-        return self.session.client("sqs", endpoint_url=endpoint)
+        return _client(self.session, "sqs", endpoint, None)
+
+
+def _client(session: Any, service: str, endpoint_url: str | None, config: Any) -> Any:
+    import botocore.exceptions
+
+    try:
+        return session.client(service, endpoint_url=endpoint_url, config=config)
+    except (ValueError, botocore.exceptions.BotoCoreError) as error:
+        # "Invalid endpoint: notaurl", a region that is no region name, ...
+        raise AwsConfigError(f"cannot make a {service} client: {error}") from error
 
 
 def make_clients(settings: AwsSettings, *, max_connections: int = 10) -> Clients:
@@ -142,16 +152,14 @@ def make_clients(settings: AwsSettings, *, max_connections: int = 10) -> Clients
         tcp_keepalive=True,
         **loopback,
     )
-    runtime = session.client(
-        "sagemaker-runtime", endpoint_url=settings.endpoint_url, config=runtime_config
-    )
+    runtime = _client(session, "sagemaker-runtime", settings.endpoint_url, runtime_config)
     if settings.transport is not Transport.BOTOCORE:
         from bulkinvoke.transport import direct_client
 
         runtime = direct_client(runtime, session) or runtime
     return Clients(
         sagemaker_runtime=runtime,
-        s3=session.client("s3", endpoint_url=settings.s3_endpoint_url, config=s3_config),
+        s3=_client(session, "s3", settings.s3_endpoint_url, s3_config),
         region=region,
         session=session,
         sqs_endpoint_url=settings.sqs_endpoint_url,

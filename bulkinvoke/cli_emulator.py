@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from bulkinvoke.cli_errors import fail
+
 if TYPE_CHECKING:
     from bulkinvoke.emulator import EndpointSpec, LocalStack
 
@@ -97,10 +99,14 @@ def emulator_command(
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     s3_port: Annotated[
-        int, typer.Option(help="Port of moto's S3/SNS/SQS server (0: any free port).")
+        int,
+        typer.Option(min=0, max=65535, help="Port of moto's S3/SNS/SQS server (0: any free port)."),
     ] = 0,
     sagemaker_port: Annotated[
-        int, typer.Option(help="Port of the SageMaker runtime endpoint (0: any free port).")
+        int,
+        typer.Option(
+            min=0, max=65535, help="Port of the SageMaker runtime endpoint (0: any free port)."
+        ),
     ] = 0,
     s3_url: Annotated[
         str | None,
@@ -175,9 +181,13 @@ def emulator_command(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     with _stop_signals() as stopping:
-        stack = start_local_stack(
-            specs, config, host=host, s3_port=s3_port, sagemaker_port=sagemaker_port, s3_url=s3_url
-        )
+        try:
+            stack = start_local_stack(
+                specs, config, host=host, s3_port=s3_port, sagemaker_port=sagemaker_port,
+                s3_url=s3_url,
+            )  # fmt: skip
+        except (OSError, ValueError) as exc:  # a port in use, an unknown handler, a bad URL
+            fail(f"cannot start the emulator: {exc}")
         try:
             _describe(stack)
             # A timed wait, so the signal handler gets its turn promptly.

@@ -28,9 +28,11 @@ class _Handler(MotoRequestHandler):  # type: ignore[misc]
 class MotoServer:
     def __init__(self, host: str, port: int) -> None:
         app = DomainDispatcherApplication(create_backend_app)
-        self._server: BaseWSGIServer = make_server(
-            host, port, app, threaded=True, request_handler=_Handler
-        )
+        # Bound here so that a port in use is an OSError to report: werkzeug prints it and exits.
+        with socket.create_server((host, port)) as listening:
+            self._server: BaseWSGIServer = make_server(
+                host, port, app, threaded=True, request_handler=_Handler, fd=listening.fileno()
+            )
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.1,), name="emulator-moto", daemon=True
         )

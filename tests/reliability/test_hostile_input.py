@@ -19,6 +19,7 @@ import io
 import json
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -559,6 +560,10 @@ def test_any_options_are_used_or_refused_cleanly(
         ("--concurrency", "1000000000"),
         # A socket timeout that large overflows: every call failed after its retries.
         ("--call-timeout", "10000000000"),
+        # Each raised a traceback from botocore.
+        ("--endpoint-url", "notaurl"),
+        ("--s3-endpoint-url", "notaurl"),
+        ("--region", "not a region!"),
     ],
 )
 def test_options_that_cannot_work_are_refused_before_anything_is_written(
@@ -576,6 +581,20 @@ def test_options_that_cannot_work_are_refused_before_anything_is_written(
     )
     _check_outcome(result, target, before, run_dir)
     assert result.exit_code == 2, result.output
+
+
+@pytest.mark.parametrize("problem", ["port in use", "unknown handler"])
+def test_an_emulator_that_cannot_start_says_why(problem: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        arguments = {
+            "port in use": ["--s3-port", port],
+            "unknown handler": ["--handler", "no_such_module:handle"],
+        }[problem]
+        result = CliRunner().invoke(app, ["emulator", *arguments])
+    assert result.exit_code == 2, result.output
+    assert "cannot start the emulator" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_keys_with_odd_characters_reach_the_endpoint_unchanged(
