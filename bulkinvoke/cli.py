@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from functools import partial
@@ -58,6 +59,9 @@ def _expected_errors(go_on: str = "run the same command again") -> Iterator[None
     from bulkinvoke.manifest import ManifestError
     from bulkinvoke.runner import InvalidManifest, RunError
 
+    # A scheduler stops a job with SIGTERM (AWS Batch, Kubernetes, systemd), with time to spare
+    # before SIGKILL: treated as Ctrl-C, the calls in flight finish and none is left in doubt.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield
     except LedgerWriteError as error:
@@ -81,6 +85,12 @@ def _expected_errors(go_on: str = "run the same command again") -> Iterator[None
             f"interrupted; nothing is lost: {go_on}",
             ExitCode.INTERRUPTED,
         )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _subscribers(stack: ExitStack, quiet: bool) -> Subscribers:

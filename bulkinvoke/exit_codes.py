@@ -11,7 +11,7 @@ class ExitCode(IntEnum):
     USAGE = 2  # bad usage or invalid input; nothing was submitted
     INCOMPLETE = 3  # --timeout ran out; what is outstanding stays resumable
     STOPPED = 4  # stopped by a systemic error (ledger write errors too) or --max-failures
-    INTERRUPTED = 130  # Ctrl-C; resumable
+    INTERRUPTED = 130  # Ctrl-C or SIGTERM; resumable
 
 
 EXIT_CODES_HELP = (
@@ -20,5 +20,5 @@ EXIT_CODES_HELP = (
     "submitted; 3 incomplete (--timeout ran out), resumable; 4 stopped by a systemic error "
     "(endpoint not found, access denied, expired credentials, a ledger that cannot be "
     "written) or by --max-failures, resumable; "
-    "130 interrupted by Ctrl-C, resumable."
+    "130 interrupted by Ctrl-C or SIGTERM, resumable."
 )

@@ -9,6 +9,7 @@ answer slower than the client's timeout), so the duplicates are bounded by those
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -158,6 +159,28 @@ def test_a_timeout_with_calls_still_on_the_wire_is_incomplete_and_resumes(
     done = run_cli(env, "resume", str(run_dir), "--json", "--quiet")
     assert done.returncode == 0, done.stderr
     _all_succeeded(run_dir, 8)
+
+
+def test_sigterm_lets_the_calls_in_flight_finish_and_repeats_none(
+    emulator: LocalStack, sagemaker_proxy: FaultProxy, s3: Any, tmp_path: Path
+) -> None:
+    """What AWS Batch or Kubernetes send to stop a job, with time before SIGKILL."""
+    sagemaker_proxy.configure(fail_all="slow", slow_seconds=1)
+    data = make_dataset(s3, tmp_path, 40)
+    calls = Calls(emulator, data.locations)
+    run_dir = tmp_path / "run"
+    env = cli_env(emulator, sagemaker_url=sagemaker_proxy.url)
+    process = start_cli(env, *_submit(data.manifest, run_dir, "--concurrency", "4"))
+    _wait_until(lambda: sagemaker_proxy.injected["slow"] >= 6)
+    process.send_signal(signal.SIGTERM)
+    _, err = finish(process)
+    assert process.returncode == 130, err
+    assert "interrupted; nothing is lost" in err and "Traceback" not in err
+    sagemaker_proxy.clear()
+    done = run_cli(env, "resume", str(run_dir), "--json", "--quiet")
+    assert done.returncode == 0, done.stderr
+    _all_succeeded(run_dir, 40)
+    assert calls.all_reached_the_endpoint() and calls.duplicates() == 0
 
 
 def test_s3_errors_while_collecting_finish(
