@@ -108,11 +108,33 @@ def _client(session: Any, service: str, endpoint_url: str | None, config: Any) -
         raise AwsConfigError(f"cannot make a {service} client: {error}") from error
 
 
+def check_settings(settings: AwsSettings) -> None:
+    """Refuse settings that cannot work, or that would put a secret into run.json."""
+    from urllib.parse import urlsplit
+
+    for option, url in (
+        ("--endpoint-url", settings.endpoint_url),
+        ("--s3-endpoint-url", settings.s3_endpoint_url),
+        ("the SQS endpoint URL", settings.sqs_endpoint_url),
+    ):
+        if url is not None and "@" in urlsplit(url).netloc:
+            raise AwsConfigError(
+                f"{option} must not hold a user name or password (requests are signed with the "
+                "AWS credentials; the URL is saved in run.json)"
+            )
+    owner = settings.expected_bucket_owner
+    if owner is not None and not (len(owner) == 12 and owner.isascii() and owner.isdigit()):
+        raise AwsConfigError(
+            f"--expected-bucket-owner must be a 12-digit account ID, not {owner!r}"
+        )
+
+
 def make_clients(settings: AwsSettings, *, max_connections: int = 10) -> Clients:
     import boto3
     import botocore.exceptions
     from botocore.config import Config
 
+    check_settings(settings)
     try:
         if settings.static_credentials:
             key, secret = settings.static_credentials

@@ -58,9 +58,22 @@ class RequestOptions:
 OPTION_NAMES = tuple(f.name for f in fields(RequestOptions))
 
 
+def _check_ascii_text(
+    name: str, value: str, maximum: int, pattern: re.Pattern[str], *, secret: bool = False
+) -> str | None:
+    """Why ``value`` (whose characters ``pattern`` matches one by one) cannot be sent, if so;
+    a ``secret`` value's character is not quoted, only its position."""
+    if len(value) > maximum:
+        return f"{name} is {len(value)} characters long, more than the {maximum} allowed"
+    for position, character in enumerate(value, 1):
+        if not pattern.fullmatch(character):
+            shown = "" if secret else f", {character!r},"
+            return f"{name} must be printable ASCII: its character {position}{shown} is not"
+    return None
+
+
 def _check_header(name: str, value: str) -> str | None:
-    if len(value) > HEADER_MAX or not HEADER_PATTERN.fullmatch(value):
-        return f"{name} must be at most {HEADER_MAX} printable ASCII characters"
+    return _check_ascii_text(name, value, HEADER_MAX, HEADER_PATTERN)
     return None
 
 
@@ -83,9 +96,9 @@ def _check_option(name: str, value: object) -> str | None:
 
 
 def check_custom_attributes(value: str) -> str | None:
-    if len(value) > CUSTOM_ATTRIBUTES_MAX or not CUSTOM_ATTRIBUTES_PATTERN.fullmatch(value):
-        return f"custom_attributes must be at most {CUSTOM_ATTRIBUTES_MAX} visible ASCII characters"
-    return None
+    return _check_ascii_text(
+        "custom_attributes", value, CUSTOM_ATTRIBUTES_MAX, CUSTOM_ATTRIBUTES_PATTERN, secret=True
+    )
 
 
 def check_inference_id(value: str) -> str | None:

@@ -87,7 +87,11 @@ def parse_max_failures(text: str | None, total: int) -> int | None:
             f"--max-failures takes a whole count (10) or a percentage (2.5%), not {text!r}"
         )
     count, percent = match.groups()
-    return int(count) if count is not None else int(total * float(percent) / 100)
+    if count is not None:
+        return int(count)
+    if float(percent) > 100:
+        raise RunError(f"--max-failures {text.strip()} is more than every item: at most 100%")
+    return int(total * float(percent) / 100)
 
 
 def check_options(options: RunOptions) -> None:

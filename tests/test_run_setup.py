@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bulkinvoke.aws import AwsConfigError, AwsSettings, check_settings
 from bulkinvoke.options import RequestOptions
 from bulkinvoke.run_setup import RunError, RunOptions, parse_max_failures
 from bulkinvoke.runner import submit
@@ -26,6 +27,12 @@ def test_anything_else_is_refused_by_name(text: str) -> None:
         parse_max_failures(text, 100)
 
 
+def test_more_than_every_item_is_refused() -> None:
+    assert parse_max_failures("100%", 40) == 40
+    with pytest.raises(RunError, match="at most 100%"):
+        parse_max_failures("150%", 40)
+
+
 def test_a_library_caller_gets_the_same_refusals_as_the_cli(tmp_path: Path) -> None:
     manifest = tmp_path / "m.csv"
     manifest.write_text("input_location\ns3://b/k\n")
@@ -40,3 +47,20 @@ def test_a_library_caller_gets_the_same_refusals_as_the_cli(tmp_path: Path) -> N
     assert "content_type" in message.replace("-", "_") or "ContentType" in message
     assert "ttl" in message.lower() and "extension" in message.lower()
     assert not (tmp_path / "run").exists(), "refused before anything was written"
+
+
+@pytest.mark.parametrize(
+    ("settings", "refusal"),
+    [
+        (AwsSettings(endpoint_url="http://admin:pw@127.0.0.1:9"), "must not hold a user name"),
+        (AwsSettings(s3_endpoint_url="http://u@127.0.0.1:9"), "must not hold a user name"),
+        (AwsSettings(expected_bucket_owner="abc"), "12-digit account ID"),
+        (AwsSettings(expected_bucket_owner="12345678901２"), "12-digit account ID"),
+    ],
+)
+def test_aws_settings_that_would_leak_or_fail_are_refused(
+    settings: AwsSettings, refusal: str
+) -> None:
+    with pytest.raises(AwsConfigError, match=refusal):
+        check_settings(settings)
+    assert check_settings(AwsSettings(expected_bucket_owner="123456789012")) is None
