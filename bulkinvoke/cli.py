@@ -44,7 +44,9 @@ app.command("emulator", help="Serve a local async endpoint plus S3/SNS/SQS on 12
 app.command("report", help="Report on a run: counts, timings, latency, failures, charts.")(
     report_command
 )
-out = Console()
+# soft_wrap: a line is never broken at the terminal's (or a pipe's 80-column) width, so that
+# figures and the commands printed to copy stay whole.
+out = Console(soft_wrap=True)
 
 MAX_PROBLEMS_SHOWN = 20
 

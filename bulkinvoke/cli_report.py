@@ -77,7 +77,7 @@ def report_command(
     if output is None and chosen is ReportFormat.TEXT:
         from bulkinvoke.report_render import render_text
 
-        render_text(Console(), report)
+        render_text(Console(soft_wrap=True), report)
         return
     text = _render(report, chosen)
     if output is None:
@@ -105,5 +105,5 @@ def _render(report: dict[str, Any], chosen: ReportFormat) -> str:
     from bulkinvoke.report_render import render_text
 
     buffer = io.StringIO()
-    render_text(Console(file=buffer, width=TEXT_FILE_WIDTH), report)
+    render_text(Console(file=buffer, width=TEXT_FILE_WIDTH, soft_wrap=True), report)
     return buffer.getvalue()

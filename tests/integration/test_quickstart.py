@@ -75,3 +75,15 @@ def test_a_local_run_cut_short_is_finished_by_the_same_command(tmp_path: Path) -
     summary = json.loads(again.stdout)
     assert summary["counts"]["succeeded"] == items
     assert summary["submitted_this_session"] == items
+
+
+def test_piped_output_keeps_long_lines_whole(tmp_path: Path) -> None:
+    """A pipe is 80 columns to rich: the run directory and the figures must not be broken."""
+    run_dir = tmp_path / ("a-run-directory-with-a-name-long-enough-to-pass-eighty-columns" * 2)
+    done = subprocess.run(
+        [sys.executable, "-m", "bulkinvoke", "submit", str(ROOT / "manifests" / "example.csv"),
+         "--endpoint", "demo", "--local", "--run-dir", str(run_dir), "--quiet"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"ledger: {run_dir}" in done.stdout.splitlines()
