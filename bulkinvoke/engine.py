@@ -618,8 +618,9 @@ class Engine:
             return
         self._last_progress = now
         elapsed = now - self._started
-        # Over at least a second: the first call alone, a few ms in, is no rate.
-        rate = self._submitted / max(elapsed, 1.0)
+        # Not before a second has passed: the first calls alone, a few ms in, are no rate (and
+        # would forecast the run's end from one call).
+        rate = self._submitted / elapsed if elapsed >= 1.0 else None
         left = len(self._work) + len(self._ready)
         self._subscribers.progress(
             Progress(
@@ -632,6 +633,6 @@ class Engine:
                 throttles=self._throttles,
                 retries=self._retries,
                 elapsed_s=elapsed,
-                eta_s=left / rate if rate > 0 and left else None,
+                eta_s=left / rate if rate and left else None,
             )
         )

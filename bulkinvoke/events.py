@@ -19,7 +19,7 @@ class Progress:
     counts: dict[State, int]
     calls_in_progress: int
     awaiting_results: int
-    submit_rate: float
+    submit_rate: float | None  # calls per second, once a second has passed
     rate_limit: float | None
     throttles: int
     retries: int

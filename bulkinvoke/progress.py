@@ -25,6 +25,10 @@ def _eta(progress: Progress) -> str:
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
+def _rate(progress: Progress) -> str:
+    return "-" if progress.submit_rate is None else f"{progress.submit_rate:.1f}/s"
+
+
 def _limit(progress: Progress) -> str:
     return "unlimited" if progress.rate_limit is None else f"{progress.rate_limit:.0f}/s"
 
@@ -43,7 +47,7 @@ def describe(progress: Progress) -> str:
         f"{done} succeeded, {failed} failed, "
         + (f"{rejected} rejected, " if rejected else "")
         + f"{progress.awaiting_results} awaiting results, "
-        f"{progress.calls_in_progress} calls in progress, {progress.submit_rate:.1f}/s "
+        f"{progress.calls_in_progress} calls in progress, {_rate(progress)} "
         f"(limit {_limit(progress)}), {progress.throttles} throttled, "
         f"{progress.retries} retried, ETA {_eta(progress)}"
     )
@@ -82,7 +86,7 @@ class LiveProgress:
             f"[red]{failed}[/]" + (f" (+{rejected} rejected)" if rejected else ""),
             str(progress.awaiting_results),
             str(progress.calls_in_progress),
-            f"{progress.submit_rate:.1f}/s (limit {_limit(progress)}, "
+            f"{_rate(progress)} (limit {_limit(progress)}, "
             f"{progress.throttles} throttled)",
             _eta(progress),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 from rich.console import Console
 
@@ -39,3 +40,9 @@ def test_log_line_counts_what_was_sent() -> None:
     line = describe(SNAPSHOT)
     # A rejected row was never sent, nor did it fail: it is shown apart.
     assert line.startswith("8/10 sent, 4 succeeded, 1 failed, 1 rejected, 3 awaiting results")
+
+
+def test_no_rate_and_no_eta_before_a_second_has_passed() -> None:
+    first = replace(SNAPSHOT, submit_rate=None, eta_s=None, elapsed_s=0.01)
+    line = describe(first)
+    assert "calls in progress, - (limit 20/s)" in line and line.endswith("ETA -")
