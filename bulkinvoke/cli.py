@@ -182,7 +182,8 @@ def submit(
         typer.Option(
             min=0.001,
             help="Most calls per second (adapts down on throttling). With --shards N it is the "
-            "endpoint's total: each shard takes rate/N.",
+            "endpoint's total: each shard takes rate/N. Default: no limit until the endpoint "
+            "throttles, then adapted to what it takes.",
         ),
     ] = None,
     concurrency: Annotated[
