@@ -13,10 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from bulkinvoke.aws import AwsSettings, bucket_owner_args, make_clients
+from bulkinvoke.run_setup import RunError
 from bulkinvoke.s3uri import parse_s3_uri
 
 LOCAL_BUCKET = "bulkinvoke-local"
 LOCAL_CREDENTIALS = ("local", "local")
+
+
+class LocalInputsMissing(RunError):
+    """``--local`` has nothing to upload: every item would fail."""
 
 
 def default_inputs_dir(manifest: str) -> Path:
@@ -52,12 +57,17 @@ def local_endpoint(
         locations = read_manifest(
             manifest, s3_client=s3, expected_bucket_owner=expected_bucket_owner
         ).table.column("input_location")
-        upload_inputs(
-            s3,
-            locations.to_pylist(),
-            inputs_dir or default_inputs_dir(manifest),
-            expected_bucket_owner=expected_bucket_owner,
+        folder = inputs_dir or default_inputs_dir(manifest)
+        uploaded = upload_inputs(
+            s3, locations.to_pylist(), folder, expected_bucket_owner=expected_bucket_owner
         )
+        if len(locations) and not uploaded:
+            # Every item would fail with NoSuchKey: a run that can only fail is refused.
+            raise LocalInputsMissing(
+                f"--local found none of the manifest's {len(locations)} inputs in {folder}/ "
+                "(each is matched by the last part of its key): put them there, or name their "
+                "folder with --local-inputs DIR"
+            )
         yield settings
 
 

@@ -87,3 +87,16 @@ def test_piped_output_keeps_long_lines_whole(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"ledger: {run_dir}" in done.stdout.splitlines()
+
+
+def test_a_local_run_with_no_inputs_to_upload_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "bulkinvoke", "submit", str(ROOT / "manifests" / "example.csv"),
+         "--endpoint", "demo", "--local", "--local-inputs", str(tmp_path / "empty"),
+         "--run-dir", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"none of the manifest's 6 inputs in {tmp_path / 'empty'}/" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "run").exists()
