@@ -389,6 +389,9 @@ def _temporary(beside: Path, label: str) -> Iterator[tuple[Path, IO[bytes]]]:
         beside.parent.mkdir(parents=True, exist_ok=True)
         # O_EXCL: never follow a link or reuse a file someone else put there.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except (FileExistsError, NotADirectoryError):
+        # mkdir met a file where a directory of the path should be.
+        raise ExportError(f"cannot write {beside}: a part of its path is a file") from None
     except OSError as error:
         raise ExportError(f"cannot write {beside}: {error.strerror or error}") from None
     try:
