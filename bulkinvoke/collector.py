@@ -258,7 +258,9 @@ def _completion_time(watch: Watch, seen: _Seen, now: float) -> float:
 class SweepSchedule:
     """When to sweep next: often while results arrive, backing off while none do.
 
-    After a sweep that found nothing the interval grows by half, up to ``max_interval``. After
+    After a sweep that found nothing the interval grows by half, up to ``max_interval``: short
+    enough that the last results of a run are seen within seconds of landing, while a quiet
+    sweep (one LIST page per 1,000 outstanding, or a HEAD each for a few) stays cheap. After
     one that found results, the next sweep is set for when its cost, spread over the results it
     is expected to find, comes to about ``requests_per_result``, with ``baseline_requests_per_s``
     allowed on top so that a small run, where the cost is negligible anyway, is not kept waiting:
@@ -269,7 +271,7 @@ class SweepSchedule:
         self,
         *,
         min_interval: float = 0.25,
-        max_interval: float = 30.0,
+        max_interval: float = 5.0,
         requests_per_result: float = 0.02,
         baseline_requests_per_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
