@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shlex
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from functools import partial
@@ -61,11 +62,9 @@ def _expected_errors(go_on: str = "run the same command again") -> Iterator[None
     from bulkinvoke.manifest import ManifestError
     from bulkinvoke.runner import InvalidManifest, RunError
 
-    # A scheduler stops a job with SIGTERM (AWS Batch, Kubernetes, systemd), with time to spare
-    # before SIGKILL: treated as Ctrl-C, the calls in flight finish and none is left in doubt.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        yield
+        with _sigterm_as_ctrl_c():
+            yield
     except LedgerWriteError as error:
         # A full disk or an I/O error is no usage error: the run stopped, and what is on disk
         # is whole, so it resumes once the disk can be written again.
@@ -87,8 +86,26 @@ def _expected_errors(go_on: str = "run the same command again") -> Iterator[None
             f"interrupted; nothing is lost: {go_on}",
             ExitCode.INTERRUPTED,
         )
+
+
+@contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """A scheduler stops a job with SIGTERM (AWS Batch, Kubernetes, systemd), with time to spare
+    before SIGKILL: taken as Ctrl-C, the calls in flight get to finish. Only the main thread can
+    set a handler, and a SIGTERM the caller chose to ignore stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # None: a handler set outside Python, which cannot be put back; the default is closest.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -377,7 +394,7 @@ def submit(
             subscribers=_subscribers(stack, quiet or as_json),
             shard=chosen_shard,
             mirror=mirror,
-            earlier_endpoint_gone=local,
+            local=local,
         )
     _render_result(result, as_json, local=local)
 

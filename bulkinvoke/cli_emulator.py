@@ -161,6 +161,8 @@ def emulator_command(
     region: Annotated[str, typer.Option(help="Region of the emulated services.")] = "us-east-1",
 ) -> None:
     """Serve a local SageMaker asynchronous inference endpoint, with S3, SNS and SQS."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from bulkinvoke.emulator import EmulatorConfig, Latency, start_local_stack
 
     specs = [parse_endpoint(text, handler) for text in endpoint or [DEFAULT_ENDPOINT]]
@@ -186,7 +188,8 @@ def emulator_command(
                 specs, config, host=host, s3_port=s3_port, sagemaker_port=sagemaker_port,
                 s3_url=s3_url,
             )  # fmt: skip
-        except (OSError, ValueError) as exc:  # a port in use, an unknown handler, a bad URL
+        except (OSError, ValueError, BotoCoreError, ClientError) as exc:
+            # A port in use, an unknown handler, an --s3-url that is no S3 server.
             fail(f"cannot start the emulator: {exc}")
         try:
             _describe(stack)

@@ -387,8 +387,7 @@ class Engine:
             elif isinstance(result, _NotSent):
                 self._calls_in_progress -= 1
             elif isinstance(result, _StopRequest):
-                if self._stop_reason is None:
-                    self._stop_reason = result.reason
+                self._stop(result.reason, announce=False)  # its sender has said why
             else:
                 self._apply_notifications(result)
             try:
@@ -413,9 +412,7 @@ class Engine:
         self._throttles += result.throttles
         call = result.call
         if result.stop is not None:
-            if self._stop_reason is None:
-                self._stop_reason = result.stop.describe()
-                self._subscribers.notice(NoticeLevel.ERROR, f"stopping: {self._stop_reason}")
+            self._stop(result.stop.describe())
             return
         accepted = result.state is State.SUBMITTED
         event = Event(
@@ -459,20 +456,18 @@ class Engine:
             self._failures_in_a_row = 0
             return
         self._failures_in_a_row += 1
-        if self._failures_in_a_row >= self._failure_streak_limit and self._stop_reason is None:
-            self._stop_reason = (
+        if self._failures_in_a_row >= self._failure_streak_limit:
+            self._stop(
                 f"{self._failures_in_a_row} calls in a row failed after every retry "
                 f"(last: {result.error})"
             )
-            self._subscribers.notice(NoticeLevel.ERROR, f"stopping: {self._stop_reason}")
 
     def _apply_sweep(self, sweep: _Sweep) -> None:
         self._sweeping = False
         self._sweeps_done += 1
-        if sweep.stop is not None and self._stop_reason is None:
+        if sweep.stop is not None:
             # Else the run would sweep, fail and wait for ever: stop it, resumably.
-            self._stop_reason = sweep.stop
-            self._subscribers.notice(NoticeLevel.ERROR, f"stopping: {sweep.stop}")
+            self._stop(sweep.stop)
         found = 0
         earlier = sum(finding.written_before_call for finding in sweep.findings)
         if earlier and not self._earlier_results:
@@ -578,17 +573,27 @@ class Engine:
 
         sweeps.submit(sweep)
 
+    def _stop(self, reason: str, *, announce: bool = True) -> None:
+        """Send nothing more: the run ends stopped (exit 4) once the calls in flight are done.
+        The first reason stands, but one that comes after --timeout ran out replaces it: it is
+        what the user must act on."""
+        if self._stop_reason is not None and not self._timed_out:
+            return
+        self._stop_reason = reason
+        self._timed_out = False
+        if announce:
+            self._subscribers.notice(NoticeLevel.ERROR, f"stopping: {reason}")
+
     def _warn(self, message: str) -> None:
         self._subscribers.notice(NoticeLevel.WARNING, message)
 
     def _check_failure_threshold(self) -> None:
         limit = self._settings.max_failures
-        if limit is None or self._stop_reason is not None:
+        if limit is None:
             return
         failures = sum(self._counts[state] for state in UNSUCCESSFUL_STATES)
         if failures > limit:
-            self._stop_reason = f"{failures} items failed, more than --max-failures allows"
-            self._subscribers.notice(NoticeLevel.ERROR, f"stopping: {self._stop_reason}")
+            self._stop(f"{failures} items failed, more than --max-failures allows")
 
     def _drain_calls(self) -> None:
         deadline = self._monotonic() + 30

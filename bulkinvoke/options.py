@@ -74,7 +74,6 @@ def _check_ascii_text(
 
 def _check_header(name: str, value: str) -> str | None:
     return _check_ascii_text(name, value, HEADER_MAX, HEADER_PATTERN)
-    return None
 
 
 def _check_whole_number(name: str, value: object, bounds: tuple[int, int]) -> str | None:

@@ -133,11 +133,16 @@ def open_or_create(
     options: RunOptions,
     shard: Shard | None,
     mirror: MirrorSettings | None,
+    *,
+    local: bool = False,
 ) -> Ledger:
+    """The run in ``run_dir``, checked to be this one, or a new one. ``local``: its endpoint is
+    the embedded emulator of ``--local``, which ends with the process (kept in run.json)."""
     if Ledger.exists(run_dir):
         ledger = Ledger.open(run_dir)
         try:
             check_same_run(ledger.config, manifest, options, shard)
+            check_same_kind(ledger.config, run_dir, local=local)
             ledger.config["options"] = options.to_config()
             if mirror is not None:
                 ledger.config["mirror"] = mirror.to_config()
@@ -157,6 +162,7 @@ def open_or_create(
     config = {
         "version": CONFIG_VERSION,
         "created_at": time.time(),
+        "local": local,
         "manifest": {
             "source": str(manifest.source),
             "fingerprint": manifest.fingerprint,
@@ -190,6 +196,27 @@ def record_rejections(ledger: Ledger, rejections: list[tuple[int, str]]) -> None
         Event(row, 1, State.REJECTED, now, error=reason) for row, reason in rejections
     )
     ledger.flush()
+
+
+def check_same_kind(config: dict[str, Any], run_dir: Path, *, local: bool) -> None:
+    """A run made with --local is only ever continued with --local, and any other never is:
+    the emulator's calls and outputs ended with its command, and a real endpoint's live on."""
+    if bool(config.get("local")) == local:
+        return
+    if local:
+        raise RunError(
+            f"the run in {run_dir} sends to a real endpoint: --local cannot continue it "
+            "(use another --run-dir for a local run)"
+        )
+    raise RunError(local_run_message(run_dir))
+
+
+def local_run_message(run_dir: Path) -> str:
+    return (
+        f"the run in {run_dir} was made with --local, whose endpoint ended with that command: "
+        "run the same `bulkinvoke submit ... --local` command again to finish it, or use "
+        "another --run-dir"
+    )
 
 
 def check_shard(config: dict[str, Any], shard: Shard | None) -> None:

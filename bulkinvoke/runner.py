@@ -38,6 +38,7 @@ from bulkinvoke.run_setup import (
     check_same_run,
     check_shard,
     default_run_dir,
+    local_run_message,
     open_or_create,
     parse_max_failures,
     read_run_manifest,
@@ -111,14 +112,13 @@ def submit(
     subscribers: Subscribers | None = None,
     shard: Shard | None = None,
     mirror: MirrorSettings | None = None,
-    earlier_endpoint_gone: bool = False,
+    local: bool = False,
 ) -> RunResult:
     """Run every row of a manifest (or of its ``shard``) through the endpoint, or continue the
     run already there. With ``mirror`` (else the one in run.json), the ledger is kept in S3 too
     (each shard under its own ``shard-K-of-N/``), and a run only there is continued from it.
-    ``earlier_endpoint_gone``: the endpoint and S3 that earlier sessions used are gone
-    (``--local``'s emulator ends with its process), so the attempts they left awaiting a result
-    are sent again, as new attempts."""
+    ``local``: the endpoint is ``--local``'s emulator, which ends with its process, so the
+    attempts an earlier session left awaiting a result are sent again, as new attempts."""
     started = time.monotonic()
     check_options(options)
     run_dir = run_dir or default_run_dir(manifest_source, options.endpoint, shard)
@@ -138,12 +138,12 @@ def submit(
     with open_mirror(
         run_dir, mirror, clients.s3, subscribers, owner_args, check_mirrored_run
     ) as copy:
-        ledger = open_or_create(run_dir, manifest, options, shard, mirror)
+        ledger = open_or_create(run_dir, manifest, options, shard, mirror, local=local)
         session = _Session(
             options, clients, started, wait, timeout, notifications_queue, subscribers, copy
         )
         with ledger:
-            if earlier_endpoint_gone:
+            if local:
                 lost = _new_attempts(ledger, options, (State.SUBMITTED,))
                 if lost:
                     subscribers.notice(
@@ -211,7 +211,8 @@ def retry(
 
     A new attempt has a new deterministic inference ID (and so a new output location); the
     earlier attempts' records stay in the ledger. Rows refused by manifest validation cannot be
-    sent and are left as they are.
+    sent and are left as they are. Expired attempts are first looked for once more: a result
+    that came late is recorded as what it became.
     """
     unknown = [state for state in states if state not in UNSUCCESSFUL_STATES]
     if unknown:
@@ -222,11 +223,11 @@ def retry(
         session = _resumed_session(
             ledger, aws, started, wait, timeout, notifications_queue, subscribers, copy
         )
-        if State.EXPIRED in states:
-            # What came late is not sent again.
-            state = load_run_state(ledger, CallFactory(ledger.plan(), session.options))
-            if state.expired:
-                _look_for_late_results(ledger, state, _collector(session), session.subscribers)
+        # First what came late: a late success is not sent again, a late failure is retried
+        # as a failure.
+        state = load_run_state(ledger, CallFactory(ledger.plan(), session.options))
+        if state.expired:
+            _look_for_late_results(ledger, state, _collector(session), session.subscribers)
         again = _new_attempts(ledger, session.options, states)
         session.subscribers.notice(NoticeLevel.INFO, f"{again} item(s) will be sent again")
         return _run(ledger, session)
@@ -319,6 +320,8 @@ def _open_run(
             elsewhere = f", nor does {settings.uri}" if settings else ""
             raise RunError(f"{run_dir} holds no bulkinvoke run{elsewhere}")
         with Ledger.open(run_dir) as ledger:
+            if ledger.config.get("local"):
+                raise RunError(local_run_message(run_dir))
             recorded = ledger.config.get("mirror") or {}
             if mirror is not None and recorded.get("uri") != mirror.uri:
                 ledger.save_config({**ledger.config, "mirror": mirror.to_config()})
@@ -376,7 +379,7 @@ def _run(ledger: Ledger, session: _Session, *, send: bool = True, duplicates: in
     collector = _collector(session)
     state: RunState = load_run_state(ledger, factory)
     record_rejections(ledger, state.unrecorded_rejections)
-    if state.expired:
+    if state.expired and not send:  # collect: asked what has come (not every session pays)
         _look_for_late_results(ledger, state, collector, session.subscribers)
     limiter = RateLimiter(options.rate)
     if send and options.aws.transport is not Transport.BOTOCORE and not isinstance(

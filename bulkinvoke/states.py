@@ -33,7 +33,7 @@ UNSUCCESSFUL_STATES = (State.FAILED, State.EXPIRED, State.REJECTED)
 
 # A call whose intent was written may be found finished before its response was recorded (resume
 # looks for its output), and an expired attempt may get its result after all (the endpoint was
-# only slow: collect, resume and retry look once more): both are allowed, so that the ledger
+# only slow: collect and retry look once more): both are allowed, so that the ledger
 # follows what S3 says. bench/crash_fuzz.py checks every recorded history against this table.
 _TRANSITIONS: dict[State, frozenset[State]] = {
     State.PENDING: frozenset({State.SUBMITTING, State.REJECTED}),

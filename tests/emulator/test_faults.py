@@ -158,8 +158,9 @@ def test_missing_input_rejected_at_call_time(
 
 @pytest.fixture
 def slow_stack(stack: LocalStack) -> Iterator[LocalStack]:
-    """A second endpoint server on the suite's moto: one worker, 0.8 s per call, time x 0.02."""
-    config = EmulatorConfig(workers=1, latency="0.8", time_scale=0.02)
+    """A second endpoint server on the suite's moto: one worker, 2 s per call, time x 0.05
+    (wide margins: a loaded machine adds to every wait)."""
+    config = EmulatorConfig(workers=1, latency="2", time_scale=0.05)
     endpoints = [EndpointSpec("slow", "s3://emu-out/slow", "s3://emu-fail/slow")]
     with start_local_stack(endpoints, config, s3_url=stack.s3_url) as running:
         yield running
@@ -167,8 +168,8 @@ def slow_stack(stack: LocalStack) -> Iterator[LocalStack]:
 
 def test_request_ttl_expiry(slow_stack: LocalStack, s3: BaseClient) -> None:
     runtime = boto3.client("sagemaker-runtime", endpoint_url=slow_stack.sagemaker_url)
-    # RequestTTLSeconds=60 is 1.2 s here: the second call waits 0.8 s for the only worker (in
-    # time), the third 1.6 s (expired).
+    # RequestTTLSeconds=60 is 3 s here: the second call waits 2 s for the only worker (in
+    # time), the third 4 s (expired).
     responses = [
         runtime.invoke_endpoint_async(
             EndpointName="slow", InputLocation=GOOD_INPUT, RequestTTLSeconds=60
@@ -180,7 +181,7 @@ def test_request_ttl_expiry(slow_stack: LocalStack, s3: BaseClient) -> None:
     assert outcomes == [True, True, False]
     failure = read_object(s3, responses[2]["FailureLocation"])["body"].decode()
     assert failure.startswith("Request expired: it waited ")
-    assert "RequestTTLSeconds (60s, 1.2s at time_scale 0.02)" in failure
+    assert "RequestTTLSeconds (60s, 3s at time_scale 0.05)" in failure
     stats = slow_stack.stats()
     assert (stats["completed"], stats["failed"], stats["expired"]) == (2, 1, 1)
 
@@ -189,7 +190,7 @@ def test_invocation_timeout(slow_stack: LocalStack, s3: BaseClient) -> None:
     runtime = boto3.client("sagemaker-runtime", endpoint_url=slow_stack.sagemaker_url)
     response = runtime.invoke_endpoint_async(
         EndpointName="slow", InputLocation=GOOD_INPUT, InvocationTimeoutSeconds=10
-    )  # 10 s at time_scale 0.02 = 0.2 s, less than the 0.8 s latency
+    )  # 10 s at time_scale 0.05 = 0.5 s, less than the 2 s latency
     assert slow_stack.wait_idle(10)
     failure = read_object(s3, response["FailureLocation"])["body"].decode()
     assert failure.startswith("Invocation timed out")

@@ -9,8 +9,13 @@ import pty
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from bulkinvoke.emulator import LocalStack
+
+from .conftest import make_dataset, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,6 +80,32 @@ def test_a_local_run_cut_short_is_finished_by_the_same_command(tmp_path: Path) -
     summary = json.loads(again.stdout)
     assert summary["counts"]["succeeded"] == items
     assert summary["submitted_this_session"] == items
+    # resume (or retry, collect) would look for the ended emulator: it says what to do instead.
+    resumed = subprocess.run([sys.executable, "-m", "bulkinvoke", "resume", str(tmp_path / "run")],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert resumed.returncode == 2, resumed.stderr
+    assert "was made with --local" in resumed.stderr and "Traceback" not in resumed.stderr
+
+
+def test_local_never_continues_a_run_on_a_real_endpoint(
+    emulator: LocalStack, s3: Any, tmp_path: Path
+) -> None:
+    data = make_dataset(s3, tmp_path, 3)
+    inputs = data.manifest.with_name(f"{data.manifest.stem}-inputs")
+    inputs.mkdir()
+    for location in data.locations:
+        (inputs / location.rsplit("/", 1)[1]).write_text("{}")
+    run_dir = tmp_path / "run"
+    real = run_cli(emulator, "submit", str(data.manifest), "--endpoint", "demo", "--run-dir",
+                   str(run_dir), "--no-wait", "--quiet")  # fmt: skip
+    assert real.returncode == 0, real.stderr
+    before = (run_dir / "run.json").read_text()
+    local = run_cli(emulator, "submit", str(data.manifest), "--endpoint", "demo", "--local",
+                    "--run-dir", str(run_dir), "--quiet")  # fmt: skip
+    assert local.returncode == 2, local.stderr
+    assert "sends to a real endpoint: --local cannot continue it" in local.stderr
+    assert (run_dir / "run.json").read_text() == before, "the real run's settings are kept"
+    assert json.loads(before)["local"] is False
 
 
 def test_piped_output_keeps_long_lines_whole(tmp_path: Path) -> None:

@@ -15,12 +15,13 @@ from __future__ import annotations
 import codecs
 import csv
 import functools
+import http.server
 import io
 import json
 import re
 import shutil
-import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -583,15 +584,21 @@ def test_options_that_cannot_work_are_refused_before_anything_is_written(
     assert result.exit_code == 2, result.output
 
 
-@pytest.mark.parametrize("problem", ["port in use", "unknown handler"])
+@pytest.mark.parametrize("problem", ["port in use", "unknown handler", "not an S3 server"])
 def test_an_emulator_that_cannot_start_says_why(problem: str) -> None:
-    with socket.create_server(("127.0.0.1", 0)) as taken:
-        port = str(taken.getsockname()[1])
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        port = str(web.server_address[1])
         arguments = {
             "port in use": ["--s3-port", port],
             "unknown handler": ["--handler", "no_such_module:handle"],
+            "not an S3 server": ["--s3-url", f"http://127.0.0.1:{port}"],
         }[problem]
         result = CliRunner().invoke(app, ["emulator", *arguments])
+    finally:
+        web.shutdown()
+        web.server_close()
     assert result.exit_code == 2, result.output
     assert "cannot start the emulator" in result.output
     assert "Traceback" not in result.output
