@@ -7,7 +7,6 @@ the options it was started with. Both return a :class:`RunResult`; neither print
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bulkinvoke.aws import AwsSettings, Transport, bucket_owner_args, make_clients
-from bulkinvoke.collector import Collector, Finding, Watch
+from bulkinvoke.collector import Collector
 from bulkinvoke.engine import Engine, EngineResult, EngineSettings, Outcome
 from bulkinvoke.events import NoticeLevel, Subscribers
 from bulkinvoke.exit_codes import ExitCode
@@ -28,8 +27,7 @@ from bulkinvoke.mirror import LedgerMirror, MirrorSettings, open_mirror, saved_s
 from bulkinvoke.mirror_files import mirror_client
 from bulkinvoke.notifications import NotificationQueue
 from bulkinvoke.plan import CallFactory, RunState, invalid_reasons, load_run_state
-from bulkinvoke.redaction import redact
-from bulkinvoke.retry import RetryPolicy, classify
+from bulkinvoke.retry import RetryPolicy
 from bulkinvoke.run_setup import (
     InvalidManifest,
     RunError,
@@ -44,6 +42,7 @@ from bulkinvoke.run_setup import (
     read_run_manifest,
     record_rejections,
 )
+from bulkinvoke.settle import look_for_late_results, settle_in_doubt
 from bulkinvoke.shards import Shard
 from bulkinvoke.states import UNSUCCESSFUL_STATES, State
 from bulkinvoke.transport import DirectRuntimeClient
@@ -227,7 +226,7 @@ def retry(
         # as a failure.
         state = load_run_state(ledger, CallFactory(ledger.plan(), session.options))
         if state.expired:
-            _look_for_late_results(ledger, state, _collector(session), session.subscribers)
+            look_for_late_results(ledger, state, _collector(session), session.subscribers)
         again = _new_attempts(ledger, session.options, states)
         session.subscribers.notice(NoticeLevel.INFO, f"{again} item(s) will be sent again")
         return _run(ledger, session)
@@ -380,7 +379,7 @@ def _run(ledger: Ledger, session: _Session, *, send: bool = True, duplicates: in
     state: RunState = load_run_state(ledger, factory)
     record_rejections(ledger, state.unrecorded_rejections)
     if state.expired and not send:  # collect: asked what has come (not every session pays)
-        _look_for_late_results(ledger, state, collector, session.subscribers)
+        look_for_late_results(ledger, state, collector, session.subscribers)
     limiter = RateLimiter(options.rate)
     if send and options.aws.transport is not Transport.BOTOCORE and not isinstance(
         clients.sagemaker_runtime, DirectRuntimeClient
@@ -439,7 +438,7 @@ def _run(ledger: Ledger, session: _Session, *, send: bool = True, duplicates: in
         sent_first = probe.submitted
         state = load_run_state(ledger, factory)
     if send and state.in_doubt:
-        problem = _settle_in_doubt(ledger, state, collector, session.subscribers)
+        problem = settle_in_doubt(ledger, state, collector, session.subscribers)
         if problem is not None:
             session.subscribers.notice(NoticeLevel.ERROR, f"stopping: {problem}")
             stopped = EngineResult(Outcome.STOPPED, state.counts, stop_reason=problem)
@@ -479,92 +478,7 @@ def _session_result(
     )
 
 
-def _settle_in_doubt(
-    ledger: Ledger, state: RunState, collector: Collector, subscribers: Subscribers
-) -> str | None:
-    """Attempts whose call may or may not have been sent: finished ones are not sent again.
-    Returns why the run must stop instead, if S3 cannot be asked which are finished."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    watches = [
-        Watch(call.row, call.attempt, call.inference_id, location, None, 0.0, math.inf,
-              call.options.custom_attributes)
-        for call in state.in_doubt
-        if (location := state.expected_output(call)) is not None
-    ]  # fmt: skip
-    try:
-        findings = collector.sweep(watches) if watches else []
-    except (ClientError, BotoCoreError) as error:
-        # Sending them again blind could repeat every one; the next resume asks again.
-        return (
-            f"cannot check S3 for the outputs of {len(watches)} in-doubt items "
-            f"({classify(error).describe()}); resume once S3 can be read"
-        )
-    finished = _record_findings(ledger, state, watches, findings, State.SUBMITTING)
-    resend = [call for call in state.in_doubt if (call.row, call.attempt) not in finished]
-    state.work[:0] = resend
-    state.in_doubt = resend
-    subscribers.notice(
-        NoticeLevel.INFO,
-        f"{len(finished)} in-doubt item(s) already had output; {len(resend)} will be sent again",
-    )
-    return None
-
-
 def _collector(session: _Session) -> Collector:
     return Collector(
         session.clients.s3, expected_bucket_owner=session.options.aws.expected_bucket_owner
     )
-
-
-def _look_for_late_results(
-    ledger: Ledger, state: RunState, collector: Collector, subscribers: Subscribers
-) -> None:
-    """Record the results that expired attempts got after all (a slow endpoint), so that
-    neither a retry nor the report counts them as lost. S3 trouble here only costs the look."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        findings = collector.sweep(state.expired)
-    except (ClientError, BotoCoreError) as error:
-        subscribers.notice(
-            NoticeLevel.WARNING,
-            f"cannot look for late results of {len(state.expired)} expired items "
-            f"({classify(error).describe()}); they stay expired",
-        )
-        return
-    found = _record_findings(ledger, state, state.expired, findings, State.EXPIRED)
-    state.expired = [w for w in state.expired if (w.row, w.attempt) not in found]
-    if found:
-        subscribers.notice(
-            NoticeLevel.INFO, f"{len(found)} expired item(s) got their results after all"
-        )
-
-
-def _record_findings(
-    ledger: Ledger, state: RunState, watches: list[Watch], findings: list[Finding], was: State
-) -> set[tuple[int, int]]:
-    """Record what a one-off sweep of ``watches`` (attempts in state ``was``) found; the keys."""
-    watched = {(w.row, w.attempt): w for w in watches}
-    now = time.time()
-    for finding in findings:
-        watch = watched[(finding.row, finding.attempt)]
-        ledger.record(
-            Event(
-                finding.row,
-                finding.attempt,
-                finding.state,
-                now,
-                completed_at=finding.completed_at,
-                output_bytes=finding.output_bytes,
-                output_location=watch.output_location,
-                failure_location=watch.failure_location,
-                error=None
-                if finding.error is None
-                else redact(finding.error, watch.custom_attributes),
-            )
-        )
-        state.counts[was] -= 1
-        state.counts[finding.state] = state.counts.get(finding.state, 0) + 1
-    ledger.flush()
-    return {(f.row, f.attempt) for f in findings}
