@@ -76,7 +76,7 @@ def test_results_that_come_after_expiry_are_found_not_paid_for_twice(
     emulator: LocalStack, s3: Any, tmp_path: Path
 ) -> None:
     # Slower than --expire-after; some items fail in the model, also late.
-    emulator.configure(latency="uniform:2.5-3", model_failure_probability=0.4, seed=5)
+    emulator.configure(latency="uniform:4-4.5", model_failure_probability=0.4, seed=5)
     data = make_dataset(s3, tmp_path, 8)
     runs = {how: tmp_path / how for how in ("collect", "retry")}
     for how, run_dir in runs.items():
