@@ -117,7 +117,16 @@ def check_settings(settings: AwsSettings) -> None:
         ("--s3-endpoint-url", settings.s3_endpoint_url),
         ("the SQS endpoint URL", settings.sqs_endpoint_url),
     ):
-        if url is not None and "@" in urlsplit(url).netloc:
+        if url is None:
+            continue
+        try:
+            parts = urlsplit(url)
+            _ = parts.port  # raises on a port that is no port
+        except ValueError as error:
+            raise AwsConfigError(f"{option} {url!r} is no URL: {error}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise AwsConfigError(f"{option} must be an http:// or https:// URL, not {url!r}")
+        if "@" in parts.netloc:
             raise AwsConfigError(
                 f"{option} must not hold a user name or password (requests are signed with the "
                 "AWS credentials; the URL is saved in run.json)"

@@ -19,7 +19,7 @@ from rich.console import Console
 
 from bulkinvoke.aws import Transport
 from bulkinvoke.cli_emulator import emulator_command
-from bulkinvoke.cli_errors import err, fail
+from bulkinvoke.cli_errors import err, fail, wide_when_piped
 from bulkinvoke.cli_report import report_command
 from bulkinvoke.exit_codes import EXIT_CODES_HELP, ExitCode
 
@@ -47,7 +47,7 @@ app.command("report", help="Report on a run: counts, timings, latency, failures,
 )
 # soft_wrap: a line is never broken at the terminal's (or a pipe's 80-column) width, so that
 # figures and the commands printed to copy stay whole.
-out = Console(soft_wrap=True)
+out = wide_when_piped(Console(soft_wrap=True))
 
 MAX_PROBLEMS_SHOWN = 20
 
@@ -128,10 +128,12 @@ def _render_result(result: RunResult, as_json: bool, *, local: bool = False) -> 
 
     summary = result_summary(result)
     if local and summary["next_step"]:
-        # resume and retry would look for the emulator that ended with this command.
+        # resume and retry would look for the emulator that ended with this command, and with
+        # --no-wait every session would end before its results came.
+        again = "without --no-wait" if result.outcome.value == "accepted" else "again"
         summary["next_step"] = (
-            "run the same command again (--local's endpoint ended with this one; what it had "
-            "not answered is sent again)"
+            f"run the same command {again} (--local's endpoint ended with this one; what it "
+            "had not answered is sent again)"
             if result.outcome.value != "complete"
             else None
         )

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from bulkinvoke.cli_errors import err, fail
+from bulkinvoke.cli_errors import err, fail, wide_when_piped
 
 
 class ReportFormat(StrEnum):
@@ -77,7 +77,7 @@ def report_command(
     if output is None and chosen is ReportFormat.TEXT:
         from bulkinvoke.report_render import render_text
 
-        render_text(Console(soft_wrap=True), report)
+        render_text(wide_when_piped(Console(soft_wrap=True)), report)
         return
     text = _render(report, chosen)
     if output is None:

@@ -54,6 +54,10 @@ def test_a_library_caller_gets_the_same_refusals_as_the_cli(tmp_path: Path) -> N
     [
         (AwsSettings(endpoint_url="http://admin:pw@127.0.0.1:9"), "must not hold a user name"),
         (AwsSettings(s3_endpoint_url="http://u@127.0.0.1:9"), "must not hold a user name"),
+        (AwsSettings(endpoint_url="ftp://x"), "must be an http:// or https:// URL"),
+        (AwsSettings(endpoint_url="notaurl"), "must be an http:// or https:// URL"),
+        (AwsSettings(endpoint_url="http://[::1"), "is no URL: Invalid IPv6 URL"),
+        (AwsSettings(s3_endpoint_url="http://127.0.0.1:99999"), "is no URL: Port out of range"),
         (AwsSettings(expected_bucket_owner="abc"), "12-digit account ID"),
         (AwsSettings(expected_bucket_owner="12345678901２"), "12-digit account ID"),
     ],

@@ -73,7 +73,7 @@ def test_a_local_run_cut_short_is_finished_by_the_same_command(tmp_path: Path) -
     assert first.returncode == 0, first.stderr
     items = json.loads(first.stdout)["items"]
     assert json.loads(first.stdout)["counts"]["submitted"] == items, "nothing answered yet"
-    assert json.loads(first.stdout)["next_step"].startswith("run the same command again")
+    assert json.loads(first.stdout)["next_step"].startswith("run the same command without")
     again = subprocess.run([*command, "--timeout", "60"], capture_output=True, text=True,
                            timeout=120)  # fmt: skip
     assert again.returncode == 0, again.stderr
