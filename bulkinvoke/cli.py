@@ -123,20 +123,10 @@ def _subscribers(stack: ExitStack, quiet: bool) -> Subscribers:
     return Subscribers([stack.enter_context(LogProgress())])
 
 
-def _render_result(result: RunResult, as_json: bool, *, local: bool = False) -> NoReturn:
+def _render_result(result: RunResult, as_json: bool) -> NoReturn:
     from bulkinvoke.summary import result_summary
 
     summary = result_summary(result)
-    if local and summary["next_step"]:
-        # resume and retry would look for the emulator that ended with this command, and with
-        # --no-wait every session would end before its results came.
-        again = "without --no-wait" if result.outcome.value == "accepted" else "again"
-        summary["next_step"] = (
-            f"run the same command {again} (--local's endpoint ended with this one; what it "
-            "had not answered is sent again)"
-            if result.outcome.value != "complete"
-            else None
-        )
     if as_json:
         out.print_json(json.dumps(summary))
     else:
@@ -398,7 +388,7 @@ def submit(
             mirror=mirror,
             local=local,
         )
-    _render_result(result, as_json, local=local)
+    _render_result(result, as_json)
 
 
 def _shard(spec: str | None, shards: int | None) -> Shard | None:

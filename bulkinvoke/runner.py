@@ -75,6 +75,8 @@ class RunResult:
     duplicates: int = 0
     s3_requests: int = 0
     earlier_results: int = 0
+    # Made with --local: its endpoint ended with the command, so resume and retry cannot reach it.
+    local: bool = False
 
     @property
     def exit_code(self) -> ExitCode:
@@ -143,7 +145,8 @@ def submit(
         )
         with ledger:
             if local:
-                lost = _new_attempts(ledger, options, (State.SUBMITTED,))
+                factory = CallFactory(ledger.plan(), options)
+                lost = _new_attempts(ledger, factory, (State.SUBMITTED,))
                 if lost:
                     subscribers.notice(
                         NoticeLevel.INFO,
@@ -222,19 +225,19 @@ def retry(
         session = _resumed_session(
             ledger, aws, started, wait, timeout, notifications_queue, subscribers, copy
         )
+        factory = CallFactory(ledger.plan(), session.options)
         # First what came late: a late success is not sent again, a late failure is retried
-        # as a failure.
-        state = load_run_state(ledger, CallFactory(ledger.plan(), session.options))
-        if state.expired:
+        # as a failure. The counts are read first: the whole state only when there is a look.
+        if ledger.counts()[State.EXPIRED]:
+            state = load_run_state(ledger, factory)
             look_for_late_results(ledger, state, _collector(session), session.subscribers)
-        again = _new_attempts(ledger, session.options, states)
+        again = _new_attempts(ledger, factory, states)
         session.subscribers.notice(NoticeLevel.INFO, f"{again} item(s) will be sent again")
         return _run(ledger, session)
 
 
-def _new_attempts(ledger: Ledger, options: RunOptions, states: tuple[State, ...]) -> int:
+def _new_attempts(ledger: Ledger, factory: CallFactory, states: tuple[State, ...]) -> int:
     """Give every row whose latest attempt is in ``states`` a new attempt, pending; how many."""
-    factory = CallFactory(ledger.plan(), options)
     now = time.time()
     again = 0
     for row, attempt in retryable_attempts(ledger, states):
@@ -475,6 +478,7 @@ def _session_result(
         duplicates=duplicates,
         s3_requests=result.s3_requests,
         earlier_results=result.earlier_results,
+        local=bool(ledger.config.get("local")),
     )
 
 

@@ -52,6 +52,8 @@ def result_summary(result: RunResult) -> dict[str, Any]:
 
 
 def _next_step(result: RunResult) -> str | None:
+    if result.local:
+        return _next_local_step(result)
     template = _NEXT_STEP.get(result.outcome.value)
     step = template.format(run_dir=result.run_dir) if template else None
     to_retry = sum(int(result.counts.get(state, 0)) for state in (State.FAILED, State.EXPIRED))
@@ -63,6 +65,18 @@ def _next_step(result: RunResult) -> str | None:
         )
         step = f"{step}; and {retry}" if step else retry
     return step
+
+
+def _next_local_step(result: RunResult) -> str | None:
+    # resume and retry would look for the emulator that ended with the command, and with
+    # --no-wait every session would end before its results came.
+    if result.outcome.value not in _NEXT_STEP:
+        return None
+    again = "without --no-wait" if result.outcome.value == "accepted" else "again"
+    return (
+        f"run the same command {again} (--local's endpoint ended with this one; what it had "
+        "not answered is sent again)"
+    )
 
 
 def run_status(run_dir: Path) -> dict[str, Any]:

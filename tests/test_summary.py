@@ -42,3 +42,21 @@ def test_status_prints_the_run_dir_as_written() -> None:
     summary = {"run_dir": RUN_DIR, "items": 3, "manifest": "m[1].csv", "endpoint": "e",
                "counts": counts}  # fmt: skip
     assert f"{RUN_DIR}: 3 items of m[1].csv" in _printed(render_status, summary)
+
+
+def test_a_local_run_names_the_same_command_never_resume_or_retry() -> None:
+    from pathlib import Path
+
+    from bulkinvoke.engine import Outcome
+    from bulkinvoke.runner import RunResult
+    from bulkinvoke.states import State
+    from bulkinvoke.summary import result_summary
+
+    def step(outcome: Outcome, **counts: int) -> str | None:
+        result = RunResult(Path("/r"), outcome, {State(k): n for k, n in counts.items()}, 3, 1.0,
+                           local=True)  # fmt: skip
+        return result_summary(result)["next_step"]
+
+    assert step(Outcome.STOPPED, pending=3).startswith("run the same command again (")
+    assert step(Outcome.ACCEPTED, submitted=3).startswith("run the same command without --no-wait")
+    assert step(Outcome.COMPLETE, succeeded=2, failed=1) is None
