@@ -23,8 +23,8 @@ from typing import Any
 from benchlib import FAILURE_PATH, FAKE_CREDENTIALS, OUTPUT_PATH, Emulator, Figure, ratio_figure
 from botocore.exceptions import ClientError
 
-from bulkinvoke.aws import AwsSettings, make_clients
-from bulkinvoke.collector import Collector, SweepSchedule, Watch
+from bulkinvoke.calls.aws import AwsSettings, make_clients
+from bulkinvoke.results.collector import Collector, SweepSchedule, Watch
 from bulkinvoke.states import State
 
 POLL_INTERVAL_S = 1.0

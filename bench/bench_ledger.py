@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from bulkinvoke.ledger import Event, Ledger, read_ledger
+from bulkinvoke.ledger.store import Event, Ledger, read_ledger
 from bulkinvoke.states import State
 
 T0 = 1_767_225_600.0  # 2026-01-01, the simulated start of the run

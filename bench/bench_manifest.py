@@ -67,7 +67,7 @@ def generate(kind: str, rows: int, directory: Path) -> Path:
 def measure(path: str) -> dict[str, float]:
     """Run in the child: load the manifest once and report time and peak RSS."""
     start = time.perf_counter()
-    from bulkinvoke.manifest import read_manifest
+    from bulkinvoke.manifest.loader import read_manifest
 
     imported, cpu = time.perf_counter(), time.process_time()
     manifest = read_manifest(path)

@@ -25,7 +25,7 @@ import bench_ledger
 import bench_manifest
 from benchlib import BULKINVOKE, ENDPOINT, PYTHON, Figure, client_env, run_measured
 
-from bulkinvoke.ledger import Ledger
+from bulkinvoke.ledger.store import Ledger
 
 # ru_maxrss is in KiB; the target is in (decimal) gigabytes.
 GB_PER_MIB = 2**20 / 1e9

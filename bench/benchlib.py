@@ -331,7 +331,7 @@ def submitted_times(run_dir: Path) -> list[float]:
     """Sorted ``submitted_at`` of every accepted attempt of a run, in seconds (ms resolution)."""
     import pyarrow as pa
 
-    from bulkinvoke.ledger import Ledger
+    from bulkinvoke.ledger.store import Ledger
 
     with Ledger.open(run_dir, writable=False) as ledger:
         column = ledger.attempts(["submitted_at"]).column("submitted_at")

@@ -7,7 +7,7 @@ its own.
 
 ``--config default`` is the plain client a user gets from ``boto3.client(...)``;
 ``--config bulkinvoke`` is the botocore client bulkinvoke makes (its ``Config``), used as a
-botocore client (bulkinvoke itself sends through bulkinvoke.transport unless told otherwise).
+botocore client (bulkinvoke itself sends through bulkinvoke.calls.transport unless told otherwise).
 ``--times`` writes each call's completion time (``time.time()``, float64) for the steady-state
 analysis the benchmark makes of it.
 """
@@ -25,7 +25,7 @@ from typing import Any
 
 def make_client(config: str, concurrency: int) -> Any:
     if config == "bulkinvoke":
-        from bulkinvoke.aws import AwsSettings, Transport, make_clients
+        from bulkinvoke.calls.aws import AwsSettings, Transport, make_clients
 
         settings = AwsSettings(transport=Transport.BOTOCORE)
         return make_clients(settings, max_connections=concurrency + 4).sagemaker_runtime

@@ -59,9 +59,9 @@ from typing import Any
 import boto3
 
 from bulkinvoke.emulator import EmulatorConfig, EndpointSpec, LocalStack, start_local_stack
-from bulkinvoke.ids import inference_id
-from bulkinvoke.ledger import Ledger, LedgerError
-from bulkinvoke.ledger_schema import event_schema, fold, read_parquet
+from bulkinvoke.ledger.schema import event_schema, fold, read_parquet
+from bulkinvoke.ledger.store import Ledger, LedgerError
+from bulkinvoke.manifest.ids import inference_id
 from bulkinvoke.states import State, check_transition
 
 FAULT_INJECT = Path(__file__).resolve().parent / "fault_inject"

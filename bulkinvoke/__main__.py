@@ -1,3 +1,3 @@
-from bulkinvoke.cli import main
+from bulkinvoke.cli.app import main
 
 main()

@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from typer.testing import CliRunner
 
-from bulkinvoke.cli import app
-from bulkinvoke.cli_errors import PIPED_WIDTH, wide_when_piped
+from bulkinvoke.cli.app import app
+from bulkinvoke.cli.errors import PIPED_WIDTH, wide_when_piped
 
 
 def test_a_command_run_off_the_main_thread_fails_as_usual(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 import typer.main
 from typer.testing import CliRunner
 
-from bulkinvoke.cli import app
+from bulkinvoke.cli.app import app
 
 COMMAND = typer.main.get_command(app)
 NAMES = sorted(COMMAND.commands)  # type: ignore[attr-defined]

@@ -21,16 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from bulkinvoke.cli import app
-from bulkinvoke.export import (
-    ExportError,
-    ExportStopped,
-    csv_safe,
-    export_table,
-    iso_times,
-    json_lines,
-)
-from bulkinvoke.export_outputs import (
+from bulkinvoke.cli.app import app
+from bulkinvoke.export.outputs import (
     FAILURE_STREAK,
     OUTPUT_LIMIT,
     Downloader,
@@ -39,7 +31,15 @@ from bulkinvoke.export_outputs import (
     json_fields,
     plan_chunks,
 )
-from bulkinvoke.ledger import Event, Ledger, read_ledger
+from bulkinvoke.export.table import (
+    ExportError,
+    ExportStopped,
+    csv_safe,
+    export_table,
+    iso_times,
+    json_lines,
+)
+from bulkinvoke.ledger.store import Event, Ledger, read_ledger
 from bulkinvoke.states import State
 
 T0 = 1_767_225_600.0
@@ -53,7 +53,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 @pytest.mark.parametrize(
     ("cell", "written"),
     [
-        ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+        ('=HYPERLINK("http://x")', '\'=HYPERLINK("http://x")'),
         ("+1", "'+1"),
         ("-2+3", "'-2+3"),
         ("@SUM(A1)", "'@SUM(A1)"),
@@ -149,8 +149,10 @@ def test_decode_body_chooses_text_or_base64() -> None:
 
 
 def test_json_fields_flattens_one_level() -> None:
-    text = '{"label": "cat", "score": 0.9, "n": 3, "ok": true, "none": null, "box": [1, 2], ' \
+    text = (
+        '{"label": "cat", "score": 0.9, "n": 3, "ok": true, "none": null, "box": [1, 2], '
         '"meta": {"a": {"b": 1}}}'
+    )
     assert json_fields(text) == {
         "label": "cat",
         "score": 0.9,
@@ -210,11 +212,17 @@ def test_json_columns_stop_at_their_limit() -> None:
 def test_plan_chunks_bounds_rows_and_bytes() -> None:
     sizes = np.array([10, 10, 10, 100, 0, 0, 0, 0, 5])
     assert list(plan_chunks(sizes, max_rows=3, max_bytes=25)) == [
-        (0, 2), (2, 3), (3, 4), (4, 7), (7, 9),
+        (0, 2),
+        (2, 3),
+        (3, 4),
+        (4, 7),
+        (7, 9),
     ]
     assert list(plan_chunks(np.zeros(0, np.int64), max_rows=3, max_bytes=25)) == []
     assert list(plan_chunks(np.zeros(5, np.int64), max_rows=2, max_bytes=1)) == [
-        (0, 2), (2, 4), (4, 5),
+        (0, 2),
+        (2, 4),
+        (4, 5),
     ]
 
 
@@ -223,8 +231,10 @@ def test_plan_chunks_bounds_rows_and_bytes() -> None:
 
 def _client_error(code: str, status: int) -> ClientError:
     return ClientError(
-        {"Error": {"Code": code, "Message": f"{code} happened"},
-         "ResponseMetadata": {"HTTPStatusCode": status}},
+        {
+            "Error": {"Code": code, "Message": f"{code} happened"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
         "GetObject",
     )
 
@@ -262,8 +272,13 @@ def test_downloader_caps_decodes_and_reports_each_object() -> None:
         }
     )
     locations = [
-        "s3://b/text.out", "s3://b/exact.out", "s3://b/long.out", "s3://b/binary.out",
-        "s3://b/empty.out", "s3://b/missing.out", "not-a-uri",
+        "s3://b/text.out",
+        "s3://b/exact.out",
+        "s3://b/long.out",
+        "s3://b/binary.out",
+        "s3://b/empty.out",
+        "s3://b/missing.out",
+        "not-a-uri",
     ]
     with Downloader(s3, expected_bucket_owner=OWNER, limit=100) as downloader:
         bodies = downloader.fetch_all(locations)
@@ -355,8 +370,15 @@ def make_run(run: Path, outputs: list[tuple[str, str]]) -> Path:
     for row, (bucket, key) in enumerate(outputs, start=1):
         events += [
             Event(row, 1, State.SUBMITTED, T0, inference_id=f"bi-{row}", submitted_at=T0),
-            Event(row, 1, State.SUCCEEDED, T0 + 2, completed_at=T0 + 1.5,
-                  output_location=f"s3://{bucket}/{key}", output_bytes=100),
+            Event(
+                row,
+                1,
+                State.SUCCEEDED,
+                T0 + 2,
+                completed_at=T0 + 1.5,
+                output_location=f"s3://{bucket}/{key}",
+                output_bytes=100,
+            ),
         ]
     events.append(Event(rows - 1, 1, State.FAILED, T0 + 1, error="=1+2 model error", retries=2))
     config = {"options": {"aws": {"expected_bucket_owner": OWNER, "region": "us-east-1"}}}
@@ -426,7 +448,10 @@ def test_state_filter_keeps_only_those_states(run_dir: Path, tmp_path: Path) -> 
         )
         assert (result.rows, result.outputs, result.json_columns) == (0, 0, 0)
     assert list(pd.read_parquet(tmp_path / "none.parquet").columns)[-4:] == [
-        "output", "output_encoding", "output_truncated", "output_error",
+        "output",
+        "output_encoding",
+        "output_truncated",
+        "output_error",
     ]
     assert (tmp_path / "none.jsonl").read_bytes() == b""
 
@@ -460,23 +485,26 @@ def test_with_output_adds_bodies_and_writes_nothing_else(
         None,
     ]
     assert _values(got["output_encoding"]) == ["utf-8"] * 3 + ["base64"] + ["utf-8"] * 2 + [
-        None, None,
+        None,
+        None,
     ]
     assert _values(got["output_error"]) == [None] * 8
     assert _values(got["output_truncated"]) == [False] * 8
 
 
 @pytest.mark.parametrize("name", ["x.parquet", "x.csv", "x.jsonl"])
-def test_expand_json_spreads_objects_into_columns(
-    run_dir: Path, tmp_path: Path, name: str
-) -> None:
+def test_expand_json_spreads_objects_into_columns(run_dir: Path, tmp_path: Path, name: str) -> None:
     result = export_table(run_dir, tmp_path / name, expand_json=True, s3_client=FakeS3(OUTPUTS))
     assert (result.json_columns, result.json_columns_capped) == (2, False)
     got = read_export(tmp_path / name)
     assert list(got.columns) == [
         *read_ledger(run_dir).columns,
-        "output", "output_encoding", "output_truncated", "output_error",
-        "output.label", "output.score",
+        "output",
+        "output_encoding",
+        "output_truncated",
+        "output_error",
+        "output.label",
+        "output.score",
     ]
     assert _values(got["output.label"]) == ["cat", None, "dog"] + [None] * 5
     assert _values(got["output.score"]) == [0.5, None, 1.0] + [None] * 5
@@ -534,7 +562,7 @@ def test_the_command_exits_4_when_s3_fails_throughout(
     run = make_run(tmp_path / "run", [("out", f"{i}.out") for i in range(FAILURE_STREAK * 2)])
     failing = FakeS3({}, fail=_client_error("ExpiredToken", 400))
     monkeypatch.setattr(
-        "bulkinvoke.aws.make_clients", lambda settings, **_: type("C", (), {"s3": failing})
+        "bulkinvoke.calls.aws.make_clients", lambda settings, **_: type("C", (), {"s3": failing})
     )
     command = ["export", str(run), "-o", str(tmp_path / "o.csv"), "--with-output"]
     result = CliRunner().invoke(app, command)
@@ -546,9 +574,7 @@ def test_the_command_exits_4_when_s3_fails_throughout(
 
 def test_big_outputs_are_cut_at_the_limit(run_dir: Path, tmp_path: Path) -> None:
     big = {key: b"z" * (OUTPUT_LIMIT + 1) for key in OUTPUTS}
-    result = export_table(
-        run_dir, tmp_path / "o.parquet", with_output=True, s3_client=FakeS3(big)
-    )
+    result = export_table(run_dir, tmp_path / "o.parquet", with_output=True, s3_client=FakeS3(big))
     assert result.truncated == 6
     got = pd.read_parquet(tmp_path / "o.parquet")
     assert got["output"].str.len().dropna().eq(OUTPUT_LIMIT).all()
@@ -597,8 +623,10 @@ def test_a_directory_that_cannot_be_written_is_an_export_error(
         (["-o", "{tmp}/t.txt"], "must end in .parquet, .csv or .jsonl"),
         (["-o", "{tmp}/t.csv", "--state", "bogus"], "unknown state 'bogus'"),
         (["-o", "{tmp}/blocker/t.csv"], "cannot write"),
-        (["-o", "{tmp}/t.csv", "--expand-json", "--profile", "no-such-profile-here"],
-         "no-such-profile-here"),
+        (
+            ["-o", "{tmp}/t.csv", "--expand-json", "--profile", "no-such-profile-here"],
+            "no-such-profile-here",
+        ),
     ],
 )
 def test_command_errors_are_one_line_and_exit_2(

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bulkinvoke.ids import inference_id, output_filename
-from bulkinvoke.options import check_filename, check_inference_id
+from bulkinvoke.manifest.ids import inference_id, output_filename
+from bulkinvoke.request_options import check_filename, check_inference_id
 
 texts = st.text(max_size=80)
 attempts = st.integers(min_value=1, max_value=10**6)

@@ -7,10 +7,10 @@ from typing import Any
 
 from botocore.hooks import HierarchicalEmitter
 
-from bulkinvoke.invoker import Call, Invoker
-from bulkinvoke.limiter import RateLimiter
-from bulkinvoke.options import RequestOptions
-from bulkinvoke.retry import RetryPolicy
+from bulkinvoke.calls.invoker import Call, Invoker
+from bulkinvoke.calls.limiter import RateLimiter
+from bulkinvoke.calls.retry import RetryPolicy
+from bulkinvoke.request_options import RequestOptions
 from bulkinvoke.states import State
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bulkinvoke.lease import Lease, LeaseHeld
+from bulkinvoke.scale.lease import Lease, LeaseHeld
 
 WRITTEN = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)  # LastModified: .9 s cut off
 

@@ -25,7 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bulkinvoke
-from bulkinvoke.ledger import (
+from bulkinvoke.ledger.schema import EVENT_COLUMNS, TIMESTAMPS
+from bulkinvoke.ledger.store import (
     Event,
     Ledger,
     LedgerCorrupt,
@@ -35,7 +36,6 @@ from bulkinvoke.ledger import (
     RunExists,
     read_ledger,
 )
-from bulkinvoke.ledger_schema import EVENT_COLUMNS, TIMESTAMPS
 from bulkinvoke.states import State
 
 REPO = Path(__file__).resolve().parents[1]
@@ -313,7 +313,7 @@ def test_a_duplicate_row_is_exported_with_the_result_of_the_row_it_repeats(
 
 def test_importing_the_ledger_imports_neither_pyarrow_nor_pandas() -> None:
     code = (
-        "import sys, bulkinvoke, bulkinvoke.ledger;"
+        "import sys, bulkinvoke, bulkinvoke.ledger.store;"
         "loaded = {'pyarrow', 'pandas', 'numpy', 'typer', 'rich'} & set(sys.modules);"
         "assert not loaded, loaded"
     )
@@ -658,7 +658,7 @@ def test_fold_after_any_interleaving_equals_the_fold_of_the_sequence(steps: list
 
 _LOCK_HOLDER = """
 import sys, time
-from bulkinvoke.ledger import Ledger
+from bulkinvoke.ledger.store import Ledger
 ledger = Ledger.open(sys.argv[1])
 print("locked", flush=True)
 time.sleep(60)
@@ -688,7 +688,7 @@ def test_the_lock_refuses_a_second_writer_until_the_holder_dies(ledger: Ledger) 
 
 _BATCH_WRITER = """
 import sys
-from bulkinvoke.ledger import Event, Ledger
+from bulkinvoke.ledger.store import Event, Ledger
 from bulkinvoke.states import State
 size = int(sys.argv[2])
 ledger = Ledger.open(sys.argv[1])
@@ -748,7 +748,7 @@ _COMPACTING_WRITER = """
 import sys
 sys.path.insert(0, sys.argv[2])
 from test_ledger import batch_events
-from bulkinvoke.ledger import Ledger
+from bulkinvoke.ledger.store import Ledger
 ledger = Ledger.open(sys.argv[1])
 ledger.compact_after = 2
 marker = [r for r in ledger.attempts(["retries"]).to_pylist() if r["row"] == 1]

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bulkinvoke.limiter import RateLimiter
+from bulkinvoke.calls.limiter import RateLimiter
 
 
 class FakeClock:

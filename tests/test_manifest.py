@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bulkinvoke.manifest import (
+from bulkinvoke.manifest.delimited import quoted_rows, unquoted_rows
+from bulkinvoke.manifest.loader import (
     _VALID_LOCATION,
     PROBLEMS_SCHEMA,
     TABLE_SCHEMA,
@@ -31,8 +32,7 @@ from bulkinvoke.manifest import (
     problems_table,
     read_manifest,
 )
-from bulkinvoke.manifest_csv import quoted_rows, unquoted_rows
-from bulkinvoke.options import INPUT_LOCATION_MAX, check_input_location
+from bulkinvoke.request_options import INPUT_LOCATION_MAX, check_input_location
 
 OVERRIDES = (
     "content_type",

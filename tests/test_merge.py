@@ -9,9 +9,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from bulkinvoke.ledger import Event, Ledger, read_ledger
-from bulkinvoke.merge import MergeError
-from bulkinvoke.report import build_report
+from bulkinvoke.ledger.store import Event, Ledger, read_ledger
+from bulkinvoke.reports.model import build_report
+from bulkinvoke.scale.union import MergeError
 from bulkinvoke.states import State
 
 

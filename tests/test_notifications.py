@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from bulkinvoke.notifications import NotificationListener, Received, parse_notification
+from bulkinvoke.results.notifications import NotificationListener, Received, parse_notification
 from bulkinvoke.states import State
 
 FAILED = {

@@ -7,8 +7,8 @@ from dataclasses import replace
 
 from rich.console import Console
 
+from bulkinvoke.cli.progress import LiveProgress, describe
 from bulkinvoke.events import Notice, NoticeLevel, Progress
-from bulkinvoke.progress import LiveProgress, describe
 from bulkinvoke.states import State
 
 SNAPSHOT = Progress(

@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from bulkinvoke.invoker import Call, Invoker
-from bulkinvoke.limiter import RateLimiter
-from bulkinvoke.options import RequestOptions
+from bulkinvoke.calls.invoker import Call, Invoker
+from bulkinvoke.calls.limiter import RateLimiter
+from bulkinvoke.calls.retry import RetryPolicy
 from bulkinvoke.redaction import redact
-from bulkinvoke.retry import RetryPolicy
+from bulkinvoke.request_options import RequestOptions
 from bulkinvoke.states import State
 
 ATTRIBUTES = "tenant=acme;session=hush-7f3e"

@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 from rich.console import Console
 from typer.testing import CliRunner
 
-from bulkinvoke.cli_report import report_command
-from bulkinvoke.ledger import Event, Ledger, read_ledger
-from bulkinvoke.report import REASON_MAX, TOP_GROUPS, build_report, normalise
-from bulkinvoke.report_html import render_html
-from bulkinvoke.report_render import render_markdown, render_text
+from bulkinvoke.cli.report import report_command
+from bulkinvoke.ledger.store import Event, Ledger, read_ledger
+from bulkinvoke.reports.html import render_html
+from bulkinvoke.reports.model import REASON_MAX, TOP_GROUPS, build_report, normalise
+from bulkinvoke.reports.text import render_markdown, render_text
 from bulkinvoke.states import State
 
 T0 = 1_700_000_000.0

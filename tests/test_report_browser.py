@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bulkinvoke.report import build_report
-from bulkinvoke.report_html import COLOURS, HISTOGRAM_COLOUR, render_html
+from bulkinvoke.reports.html import COLOURS, HISTOGRAM_COLOUR, render_html
+from bulkinvoke.reports.model import build_report
 from tests.test_report import RUN_ATTRIBUTES, make_run, mixed_items
 
 WIDTH, HEIGHT = 1280, 2000

@@ -32,7 +32,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from urllib3.exceptions import ProtocolError
 
-from bulkinvoke.retry import (
+from bulkinvoke.calls.retry import (
     MESSAGE_MAX,
     ErrorClass,
     ErrorKind,

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bulkinvoke.aws import AwsConfigError, AwsSettings, check_settings
-from bulkinvoke.options import RequestOptions
-from bulkinvoke.run_setup import RunError, RunOptions, parse_max_failures
-from bulkinvoke.runner import submit
+from bulkinvoke.calls.aws import AwsConfigError, AwsSettings, check_settings
+from bulkinvoke.request_options import RequestOptions
+from bulkinvoke.run.definition import RunError, RunOptions, parse_max_failures
+from bulkinvoke.run.runner import submit
 
 
 @pytest.mark.parametrize(

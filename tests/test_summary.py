@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from bulkinvoke.summary import render_status, render_summary
+from bulkinvoke.reports.summary import render_status, render_summary
 
 STOP = "ClientError: expected [/] and [bold]kept[/bold] as written"
 RUN_DIR = "/runs/[red]odd[/red]-dir"
@@ -47,10 +47,10 @@ def test_status_prints_the_run_dir_as_written() -> None:
 def test_a_local_run_names_the_same_command_never_resume_or_retry() -> None:
     from pathlib import Path
 
-    from bulkinvoke.engine import Outcome
-    from bulkinvoke.runner import RunResult
+    from bulkinvoke.reports.summary import result_summary
+    from bulkinvoke.run.engine import Outcome
+    from bulkinvoke.run.runner import RunResult
     from bulkinvoke.states import State
-    from bulkinvoke.summary import result_summary
 
     def step(outcome: Outcome, **counts: int) -> str | None:
         result = RunResult(Path("/r"), outcome, {State(k): n for k, n in counts.items()}, 3, 1.0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bulkinvoke.collector import SweepSchedule
+from bulkinvoke.results.collector import SweepSchedule
 
 
 class Clock:

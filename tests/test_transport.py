@@ -35,9 +35,9 @@ from botocore.exceptions import (
     SSLError,
 )
 
-from bulkinvoke.aws import AwsSettings, Transport, make_clients
-from bulkinvoke.retry import ErrorKind, classify
-from bulkinvoke.transport import DirectRuntimeClient, _host_header, direct_client
+from bulkinvoke.calls.aws import AwsSettings, Transport, make_clients
+from bulkinvoke.calls.retry import ErrorKind, classify
+from bulkinvoke.calls.transport import DirectRuntimeClient, _host_header, direct_client
 
 KEY, SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 PARAMETERS = {
@@ -458,14 +458,19 @@ def _http(status: str, headers: list[str], body: bytes) -> bytes:
 _ANSWERS = {
     "accepted": _http(
         "202 Accepted",
-        ["Content-Type: application/json", "X-Amzn-SageMaker-OutputLocation: s3://out/x.out",
-         "x-amzn-RequestId: r-1"],
+        [
+            "Content-Type: application/json",
+            "X-Amzn-SageMaker-OutputLocation: s3://out/x.out",
+            "x-amzn-RequestId: r-1",
+        ],
         b'{"InferenceId": "x"}',
     ),
     "throttled, mixed-case error type": _http(
         "400 Bad Request",
-        ["X-Amzn-ErrorType: ThrottlingException:http://internal.amazon.com/",
-         "Content-Type: application/json"],
+        [
+            "X-Amzn-ErrorType: ThrottlingException:http://internal.amazon.com/",
+            "Content-Type: application/json",
+        ],
         b'{"message": "Rate exceeded"}',
     ),
     "validation error": _http(
@@ -481,7 +486,7 @@ _ANSWERS = {
     "chunked 503": (
         b"HTTP/1.1 503 Service Unavailable\r\nx-amzn-errortype: ServiceUnavailable\r\n"
         b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"10\r\n{\"message\": \"bus\r\n3\r\ny\"}\r\n0\r\n\r\n"
+        b'10\r\n{"message": "bus\r\n3\r\ny"}\r\n0\r\n\r\n'
     ),
 }
 

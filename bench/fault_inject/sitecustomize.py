@@ -78,7 +78,7 @@ class _Injector:
         os.unlink = self.unlink
         compact_after = os.environ.get("BULKINVOKE_COMPACT_AFTER")
         if compact_after:
-            from bulkinvoke.ledger import Ledger
+            from bulkinvoke.ledger.store import Ledger
 
             Ledger.compact_after = int(compact_after)
 

@@ -1,7 +1,7 @@
 """InvokeEndpointAsync on the wire: request headers in, validated request or service error out.
 
-Limits come from botocore's ``sagemaker-runtime`` model through ``bulkinvoke.options``. Errors are
-sent the way the service's rest-json protocol sends them: the code in the ``x-amzn-ErrorType``
+Limits come from botocore's ``sagemaker-runtime`` model through ``bulkinvoke.request_options``.
+Errors are sent the way the service's rest-json protocol sends them: the code in the ``x-amzn-ErrorType``
 header (which botocore's RestJSONParser reads first) and ``{"message": ...}`` in the body, so
 ``ClientError.response["Error"]`` gets both ``Code`` and ``Message``.
 """
@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from bulkinvoke import options
+from bulkinvoke import request_options as options
 from bulkinvoke.emulator.config import ENDPOINT_NAME_MAX, ENDPOINT_NAME_PATTERN
 
 INPUT_LOCATION = "x-amzn-sagemaker-inputlocation"

@@ -13,11 +13,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from bulkinvoke.cli_emulator import emulator_command, parse_endpoint
+from bulkinvoke.cli.emulator import emulator_command, parse_endpoint
 from bulkinvoke.emulator import EndpointSpec
 
 RUN_COMMAND = (
-    "import typer; from bulkinvoke.cli_emulator import emulator_command; "
+    "import typer; from bulkinvoke.cli.emulator import emulator_command; "
     "typer.run(emulator_command)"
 )
 

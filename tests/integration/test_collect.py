@@ -9,19 +9,28 @@ from typing import Any, Literal
 
 import boto3
 
-from bulkinvoke.collector import EARLIER_RUN_MARGIN_S, Collector, Finding, Watch
 from bulkinvoke.emulator import EndpointSpec, LocalStack
-from bulkinvoke.ledger import Ledger, read_ledger
-from bulkinvoke.plan import CallFactory, load_run_state
-from bulkinvoke.runner import RunOptions
+from bulkinvoke.ledger.store import Ledger, read_ledger
+from bulkinvoke.results.collector import EARLIER_RUN_MARGIN_S, Collector, Finding, Watch
+from bulkinvoke.run.runner import RunOptions
+from bulkinvoke.run.work import CallFactory, load_run_state
 from bulkinvoke.states import State
 
 from .conftest import INPUT_BUCKET, OUTPUT_BUCKET, make_dataset, run_cli
 
 
 def _submit(stack: LocalStack, manifest: Path, run_dir: Path, *extra: str) -> dict[str, Any]:
-    done = run_cli(stack, "submit", str(manifest), "--endpoint", "demo", "--run-dir",
-                   str(run_dir), "--json", *extra)
+    done = run_cli(
+        stack,
+        "submit",
+        str(manifest),
+        "--endpoint",
+        "demo",
+        "--run-dir",
+        str(run_dir),
+        "--json",
+        *extra,
+    )
     assert done.returncode in (0, 1, 3, 4), done.stderr
     return {"exit": done.returncode, **json.loads(done.stdout)}
 
@@ -41,8 +50,9 @@ def test_list_and_head_strategies_find_the_same_results(
     for strategy in ("list", "head"):
         collector = Collector(s3, strategy=strategy)
         findings = collector.sweep(state.watches)
-        found[strategy] = sorted((f.row, f.attempt, f.state, f.output_bytes, f.error)
-                                 for f in findings)
+        found[strategy] = sorted(
+            (f.row, f.attempt, f.state, f.output_bytes, f.error) for f in findings
+        )
         assert collector.requests.total > 0
     assert found["list"] == found["head"]
     assert len(found["list"]) == 30
@@ -65,8 +75,18 @@ def test_an_item_with_no_result_expires(emulator: LocalStack, s3: Any, tmp_path:
     # Without an S3FailurePath a failed request leaves nothing in S3: only expiry can end it.
     data = make_dataset(s3, tmp_path, 4, missing=2)
     run_dir = tmp_path / "run"
-    done = run_cli(emulator, "submit", str(data.manifest), "--endpoint", "no-failure-path",
-                   "--run-dir", str(run_dir), "--expire-after", "2", "--json")
+    done = run_cli(
+        emulator,
+        "submit",
+        str(data.manifest),
+        "--endpoint",
+        "no-failure-path",
+        "--run-dir",
+        str(run_dir),
+        "--expire-after",
+        "2",
+        "--json",
+    )
     assert done.returncode == 1, done.stderr
     counts = json.loads(done.stdout)["counts"]
     assert (counts["succeeded"], counts["expired"]) == (2, 2)
@@ -80,8 +100,9 @@ def test_results_that_come_after_expiry_are_found_not_paid_for_twice(
     data = make_dataset(s3, tmp_path, 8)
     runs = {how: tmp_path / how for how in ("collect", "retry")}
     for how, run_dir in runs.items():
-        expired = _submit(emulator, data.manifest, run_dir, "--expire-after", "1",
-                          "--id-namespace", how)
+        expired = _submit(
+            emulator, data.manifest, run_dir, "--expire-after", "1", "--id-namespace", how
+        )
         assert (expired["exit"], expired["counts"]["expired"]) == (1, 8), expired
     assert emulator.wait_idle(30)
     sent = sum(emulator.accepted_ids().values())
@@ -140,8 +161,17 @@ def test_max_failures_stops_the_run_resumably(
 ) -> None:
     emulator.configure(model_failure_probability=1.0)
     data = make_dataset(s3, tmp_path, 60)
-    summary = _submit(emulator, data.manifest, tmp_path / "run", "--max-failures", "5",
-                      "--concurrency", "2", "--rate", "20")
+    summary = _submit(
+        emulator,
+        data.manifest,
+        tmp_path / "run",
+        "--max-failures",
+        "5",
+        "--concurrency",
+        "2",
+        "--rate",
+        "20",
+    )
     assert summary["exit"] == 4
     assert "max-failures" in summary["stop_reason"]
     assert summary["counts"]["pending"] > 0
@@ -150,8 +180,19 @@ def test_max_failures_stops_the_run_resumably(
 def test_dry_run_sends_nothing(emulator: LocalStack, s3: Any, tmp_path: Path) -> None:
     data = make_dataset(s3, tmp_path, 7)
     before = sum(emulator.accepted_ids().values())
-    done = run_cli(emulator, "submit", str(data.manifest), "--endpoint", "demo", "--run-dir",
-                   str(tmp_path / "run"), "--dry-run", "--rate", "2", "--json")
+    done = run_cli(
+        emulator,
+        "submit",
+        str(data.manifest),
+        "--endpoint",
+        "demo",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--dry-run",
+        "--rate",
+        "2",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)
     assert (plan["items"], plan["to_send"], plan["estimated_seconds"]) == (7, 7, 3.5)
@@ -169,24 +210,39 @@ def test_notifications_deliver_results_through_sns_and_sqs(
     error = sns.create_topic(Name="bulk-error")["TopicArn"]
     queue_url = sqs.create_queue(QueueName="bulk-results")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
+        "Attributes"
+    ]["QueueArn"]
     for topic in (success, error):
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-    emulator.add_endpoint(EndpointSpec("notified", f"s3://{OUTPUT_BUCKET}/notified-out",
-                                       f"s3://{OUTPUT_BUCKET}/notified-fail",
-                                       success_topic=success, error_topic=error))
+    emulator.add_endpoint(
+        EndpointSpec(
+            "notified",
+            f"s3://{OUTPUT_BUCKET}/notified-out",
+            f"s3://{OUTPUT_BUCKET}/notified-fail",
+            success_topic=success,
+            error_topic=error,
+        )
+    )
     data = make_dataset(s3, tmp_path, 25, missing=5)
-    done = run_cli(emulator, "submit", str(data.manifest), "--endpoint", "notified",
-                   "--run-dir", str(tmp_path / "run"), "--notifications-queue", queue_url,
-                   "--json")
+    done = run_cli(
+        emulator,
+        "submit",
+        str(data.manifest),
+        "--endpoint",
+        "notified",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--notifications-queue",
+        queue_url,
+        "--json",
+    )
     assert done.stdout, done.stderr
     assert done.returncode == 1, done.stderr
     counts = json.loads(done.stdout)["counts"]
     assert (counts["succeeded"], counts["failed"]) == (20, 5)
     table = read_ledger(tmp_path / "run")
     assert table.loc[table["state"] == "failed", "error"].str.len().min() > 0
-    leftover = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
-                                   VisibilityTimeout=0)
+    leftover = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
     assert "Messages" not in leftover, "recorded notifications are deleted"
 
 

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pytest
 
 from bulkinvoke.emulator import LocalStack
-from bulkinvoke.export_outputs import OUTPUT_LIMIT
-from bulkinvoke.ledger import Event, Ledger, read_ledger
+from bulkinvoke.export.outputs import OUTPUT_LIMIT
+from bulkinvoke.ledger.store import Event, Ledger, read_ledger
 from bulkinvoke.s3uri import parse_s3_uri
 from bulkinvoke.states import State
 from tests.test_export import read_export
@@ -45,8 +45,18 @@ def job(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     directory = tmp_path_factory.mktemp("export")
     data = make_dataset(_client(stack), directory, 12, missing=3)
     run_dir = directory / "run"
-    done = run_cli(stack, "submit", str(data.manifest), "--endpoint", "demo",
-                   "--run-dir", str(run_dir), "--custom-attributes", SECRET, "--quiet")
+    done = run_cli(
+        stack,
+        "submit",
+        str(data.manifest),
+        "--endpoint",
+        "demo",
+        "--run-dir",
+        str(run_dir),
+        "--custom-attributes",
+        SECRET,
+        "--quiet",
+    )
     assert done.returncode == 1, done.stderr
     yield Job(data, run_dir, read_ledger(run_dir))
 
@@ -101,9 +111,7 @@ def test_state_filter_with_outputs(stack: LocalStack, job: Job, tmp_path: Path) 
     assert got["output"].isna().all() and got["error"].notna().all()
 
 
-def test_the_export_joins_back_to_the_manifest(
-    stack: LocalStack, job: Job, tmp_path: Path
-) -> None:
+def test_the_export_joins_back_to_the_manifest(stack: LocalStack, job: Job, tmp_path: Path) -> None:
     exported = _export(stack, job, tmp_path / "plain.csv")
     manifest = pd.read_csv(job.data.manifest)
     by_location = manifest.merge(exported, on="input_location", how="left", validate="1:1")
@@ -124,8 +132,13 @@ def test_binary_big_empty_and_missing_outputs(stack: LocalStack, tmp_path: Path)
     keys = [f"odd-{uuid.uuid4().hex[:8]}/{i}.out" for i in range(4)]
     for key, body in zip(keys, bodies, strict=False):
         s3.put_object(Bucket=OUTPUT_BUCKET, Key=key, Body=body)
-    plan = pa.table({"row": pa.array([1, 2, 3, 4], pa.int64()), "line": [2, 3, 4, 5],
-                     "input_location": [f"s3://{INPUT_BUCKET}/{i}" for i in range(4)]})
+    plan = pa.table(
+        {
+            "row": pa.array([1, 2, 3, 4], pa.int64()),
+            "line": [2, 3, 4, 5],
+            "input_location": [f"s3://{INPUT_BUCKET}/{i}" for i in range(4)],
+        }
+    )
     run_dir = tmp_path / "run"
     with Ledger.create(run_dir, {"options": {"aws": {}}}, plan) as ledger:
         ledger.record_many(
@@ -154,9 +167,24 @@ def test_s3_endpoint_url_on_the_command_line_wins(
     env["AWS_ENDPOINT_URL_S3"] = "http://127.0.0.1:9"  # nothing listens there
     target = tmp_path / "o.csv"
     done = subprocess.run(
-        [sys.executable, "-m", "bulkinvoke", "export", str(job.run_dir), "-o", str(target),
-         "--with-output", "--s3-endpoint-url", stack.s3_url, "--region", "us-east-1"],
-        env=env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "bulkinvoke",
+            "export",
+            str(job.run_dir),
+            "-o",
+            str(target),
+            "--with-output",
+            "--s3-endpoint-url",
+            stack.s3_url,
+            "--region",
+            "us-east-1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert "9 outputs" in done.stdout and "0 could not be read" in done.stdout

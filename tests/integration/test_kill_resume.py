@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bulkinvoke.emulator import LocalStack
-from bulkinvoke.ids import inference_id
-from bulkinvoke.ledger import read_ledger
+from bulkinvoke.ledger.store import read_ledger
+from bulkinvoke.manifest.ids import inference_id
 
 from .conftest import cli_env, make_dataset, run_cli
 
@@ -30,10 +30,26 @@ FLUSH_INTERVAL = 0.1
 
 def _start_submit(stack: LocalStack, manifest: Path, run_dir: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "bulkinvoke", "submit", str(manifest), "--endpoint", "demo",
-         "--run-dir", str(run_dir), "--rate", str(RATE), "--concurrency", str(CONCURRENCY),
-         "--quiet"],
-        env=cli_env(stack), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "bulkinvoke",
+            "submit",
+            str(manifest),
+            "--endpoint",
+            "demo",
+            "--run-dir",
+            str(run_dir),
+            "--rate",
+            str(RATE),
+            "--concurrency",
+            str(CONCURRENCY),
+            "--quiet",
+        ],
+        env=cli_env(stack),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -123,9 +139,23 @@ def test_ctrl_c_stops_resumably_with_exit_130_and_says_how_to_go_on(
     data = make_dataset(s3, tmp_path, 40)
     run_dir = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "bulkinvoke", "submit", str(data.manifest), "--endpoint", "demo",
-         "--run-dir", str(run_dir), "--rate", "10"],
-        env=cli_env(emulator), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "bulkinvoke",
+            "submit",
+            str(data.manifest),
+            "--endpoint",
+            "demo",
+            "--run-dir",
+            str(run_dir),
+            "--rate",
+            "10",
+        ],
+        env=cli_env(emulator),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     _wait_for_batches(run_dir, process)
     time.sleep(1.0)

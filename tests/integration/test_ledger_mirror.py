@@ -14,9 +14,9 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 
 from bulkinvoke.events import Subscribers
-from bulkinvoke.lease import Lease, LeaseHeld, LeaseLost
-from bulkinvoke.ledger import Event, Ledger
-from bulkinvoke.mirror import LedgerMirror, MirrorError, MirrorSettings, open_mirror
+from bulkinvoke.ledger.store import Event, Ledger
+from bulkinvoke.scale.lease import Lease, LeaseHeld, LeaseLost
+from bulkinvoke.scale.mirror import LedgerMirror, MirrorError, MirrorSettings, open_mirror
 from bulkinvoke.states import State
 
 BUCKET = "mirrors"
@@ -70,7 +70,8 @@ def test_mirror_follows_compactions_and_a_new_machine_continues_from_it(
         mirror.sync()
         expected = {"run.json", "plan.parquet", "_lease.json"}
         assert _keys(s3, prefix) == expected | {
-            "events/c-000000000003.parquet", "events/b-000000000004.parquet"
+            "events/c-000000000003.parquet",
+            "events/b-000000000004.parquet",
         }
         _flush(ledger, 1, State.SUCCEEDED)
         ledger.compact()
@@ -87,8 +88,9 @@ def test_mirror_follows_compactions_and_a_new_machine_continues_from_it(
         assert mirror.final_sync() is None
 
     # The other machine went on: the first one's copy is behind and must not overwrite it.
-    with pytest.raises(MirrorError, match="went on without"), open_mirror(
-        original, settings, s3, Subscribers()
+    with (
+        pytest.raises(MirrorError, match="went on without"),
+        open_mirror(original, settings, s3, Subscribers()),
     ):
         pass
 
@@ -200,8 +202,9 @@ def test_a_directory_that_diverged_from_its_mirror_is_refused(
         _flush(copy, 1, State.SUCCEEDED)  # the same sequence number as the first's unsent one
         assert mirror.final_sync() is None
 
-    with pytest.raises(MirrorError, match="went on without"), open_mirror(
-        first, settings, s3, Subscribers()
+    with (
+        pytest.raises(MirrorError, match="went on without"),
+        open_mirror(first, settings, s3, Subscribers()),
     ):
         pass
     assert _states(second)[0] == "succeeded"
@@ -211,9 +214,10 @@ def test_a_prefix_holding_another_run_is_refused_before_anything_is_written(
     s3: Any, prefix: str, tmp_path: Path
 ) -> None:
     settings = MirrorSettings(f"s3://{BUCKET}/{prefix}", lease_seconds=30)
-    with _ledger(tmp_path / "a") as ledger, open_mirror(
-        tmp_path / "a", settings, s3, Subscribers()
-    ) as mirror:
+    with (
+        _ledger(tmp_path / "a") as ledger,
+        open_mirror(tmp_path / "a", settings, s3, Subscribers()) as mirror,
+    ):
         assert mirror is not None
         _flush(ledger, 1, State.SUBMITTED)
         assert mirror.final_sync() is None
@@ -225,8 +229,9 @@ def test_a_prefix_holding_another_run_is_refused_before_anything_is_written(
     with Ledger.create(other, config, plan) as ledger:
         for _ in range(4):
             _flush(ledger, 1, State.SUBMITTED)  # further on than the mirrored run
-    with pytest.raises(MirrorError, match="holds another run"), open_mirror(
-        other, settings, s3, Subscribers()
+    with (
+        pytest.raises(MirrorError, match="holds another run"),
+        open_mirror(other, settings, s3, Subscribers()),
     ):
         pass
 
@@ -237,8 +242,9 @@ def test_a_prefix_holding_another_run_is_refused_before_anything_is_written(
         raise MirrorError("not the run being submitted")
 
     empty = tmp_path / "new"
-    with pytest.raises(MirrorError, match="not the run"), open_mirror(
-        empty, settings, s3, Subscribers(), check_run=refuse
+    with (
+        pytest.raises(MirrorError, match="not the run"),
+        open_mirror(empty, settings, s3, Subscribers(), check_run=refuse),
     ):
         pass
     assert refused and not (empty / "run.json").exists(), "nothing downloaded"
@@ -310,9 +316,10 @@ def test_etags_that_are_not_md5_neither_block_a_resume_nor_hide_a_divergence(
         _flush(ledger, 2, State.SUBMITTED)
         assert mirror.final_sync() is None
     for _ in range(2):  # with mirror.json, then as a run mirrored before it existed
-        with open_mirror(first, settings, kms, Subscribers()) as mirror, Ledger.open(
-            first
-        ) as ledger:
+        with (
+            open_mirror(first, settings, kms, Subscribers()) as mirror,
+            Ledger.open(first) as ledger,
+        ):
             assert mirror is not None
             _flush(ledger, 3, State.SUBMITTED)
             assert mirror.final_sync() is None
@@ -325,8 +332,9 @@ def test_etags_that_are_not_md5_neither_block_a_resume_nor_hide_a_divergence(
         assert mirror.final_sync() is None
     with Ledger.open(first) as ledger:
         _flush(ledger, 4, State.SUBMITTED)  # the same sequence number as the second's
-    with pytest.raises(MirrorError, match="went on without"), open_mirror(
-        first, settings, kms, Subscribers()
+    with (
+        pytest.raises(MirrorError, match="went on without"),
+        open_mirror(first, settings, kms, Subscribers()),
     ):
         pass
 

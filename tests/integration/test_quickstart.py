@@ -31,9 +31,24 @@ def test_example_job_runs_end_to_end_on_the_embedded_emulator(
 ) -> None:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     done = subprocess.run(
-        [sys.executable, "-m", "bulkinvoke", "submit", str(ROOT / "manifests" / "example.csv"),
-         "--endpoint", "demo", "--local", "--run-dir", str(tmp_path / "run"), "--json"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path, env={**env, **proxy},
+        [
+            sys.executable,
+            "-m",
+            "bulkinvoke",
+            "submit",
+            str(ROOT / "manifests" / "example.csv"),
+            "--endpoint",
+            "demo",
+            "--local",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**env, **proxy},
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
@@ -46,9 +61,22 @@ def test_example_job_runs_on_a_terminal(tmp_path: Path) -> None:
     (and so every other test) never take."""
     leader, follower = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "bulkinvoke", "submit", str(ROOT / "manifests" / "example.csv"),
-         "--endpoint", "demo", "--local", "--run-dir", str(tmp_path / "run")],
-        stdin=follower, stdout=follower, stderr=follower, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "bulkinvoke",
+            "submit",
+            str(ROOT / "manifests" / "example.csv"),
+            "--endpoint",
+            "demo",
+            "--local",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        cwd=tmp_path,
         env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
     )
     os.close(follower)

@@ -26,9 +26,9 @@ from typing import Any
 import pandas as pd
 
 from bulkinvoke.emulator import LocalStack
-from bulkinvoke.lease import Lease, LeaseHeld
-from bulkinvoke.ledger import read_ledger
-from bulkinvoke.report import build_report
+from bulkinvoke.ledger.store import read_ledger
+from bulkinvoke.reports.model import build_report
+from bulkinvoke.scale.lease import Lease, LeaseHeld
 
 from .conftest import cli_env, make_dataset, run_cli
 
@@ -52,11 +52,36 @@ def comparable(report: dict[str, Any]) -> dict[str, Any]:
 def _start_shard(stack: LocalStack, manifest: Path, cwd: Path, index: int, uri: str) -> Any:
     env = {**cli_env(stack), "AWS_BATCH_JOB_ARRAY_INDEX": str(index)}
     return subprocess.Popen(
-        [sys.executable, "-m", "bulkinvoke", "submit", str(manifest), "--endpoint", "demo",
-         "--id-namespace", "scale-out", "--shard", "auto", "--shards", str(SHARDS),
-         "--rate", "60", "--concurrency", "4", "--ledger-uri", uri,
-         "--ledger-lease-seconds", str(LEASE_SECONDS), "--quiet", "--json"],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "bulkinvoke",
+            "submit",
+            str(manifest),
+            "--endpoint",
+            "demo",
+            "--id-namespace",
+            "scale-out",
+            "--shard",
+            "auto",
+            "--shards",
+            str(SHARDS),
+            "--rate",
+            "60",
+            "--concurrency",
+            "4",
+            "--ledger-uri",
+            uri,
+            "--ledger-lease-seconds",
+            str(LEASE_SECONDS),
+            "--quiet",
+            "--json",
+        ],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -93,9 +118,24 @@ def test_shards_killed_and_moved_merge_into_the_single_machine_run(
     machine_a.mkdir()
 
     single = subprocess.Popen(
-        [sys.executable, "-m", "bulkinvoke", "submit", str(data.manifest), "--endpoint", "demo",
-         "--id-namespace", "single-machine", "--run-dir", str(tmp_path / "single"), "--quiet"],
-        env=cli_env(emulator), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "bulkinvoke",
+            "submit",
+            str(data.manifest),
+            "--endpoint",
+            "demo",
+            "--id-namespace",
+            "single-machine",
+            "--run-dir",
+            str(tmp_path / "single"),
+            "--quiet",
+        ],
+        env=cli_env(emulator),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     shards = [_start_shard(emulator, data.manifest, machine_a, k, uri) for k in range(SHARDS)]
     _wait_for_mirrored_events(s3, root + "shard-1-of-3/", shards[1])
@@ -106,24 +146,42 @@ def test_shards_killed_and_moved_merge_into_the_single_machine_run(
         assert process.returncode in ((-signal.SIGKILL,) if index == 1 else (0, 1)), stderr
     assert single.wait(timeout=60) == 1, single.communicate()[1]
 
-    run_dirs = {k: machine_a / f"bulkinvoke-runs/{data.manifest.stem}-demo-shard-{k}-of-3"
-                for k in range(SHARDS)}
+    run_dirs = {
+        k: machine_a / f"bulkinvoke-runs/{data.manifest.stem}-demo-shard-{k}-of-3"
+        for k in range(SHARDS)
+    }
     config = json.loads((run_dirs[0] / "run.json").read_text())
     assert config["shard"] == {"index": 0, "count": 3}
     assert config["options"]["rate"] == 20.0, "--shards 3 --rate 60: 20 calls/s each"
     assert config["mirror"]["uri"] == uri + "shard-0-of-3/"
-    other = run_cli(emulator, "submit", str(data.manifest), "--endpoint", "demo",
-                    "--id-namespace", "scale-out", "--shard", "1/3",
-                    "--run-dir", str(run_dirs[0]))
+    other = run_cli(
+        emulator,
+        "submit",
+        str(data.manifest),
+        "--endpoint",
+        "demo",
+        "--id-namespace",
+        "scale-out",
+        "--shard",
+        "1/3",
+        "--run-dir",
+        str(run_dirs[0]),
+    )
     assert other.returncode == 2 and "shard 0/3, not shard 1/3" in other.stderr, other.stderr
 
     # The dead shard's lease outlives it. Once it runs out another process may take it, and
     # while that one holds it, a new machine is refused and downloads nothing.
-    dead = json.loads(s3.get_object(Bucket=LEDGER_BUCKET,
-                                    Key=root + "shard-1-of-3/_lease.json")["Body"].read())
+    dead = json.loads(
+        s3.get_object(Bucket=LEDGER_BUCKET, Key=root + "shard-1-of-3/_lease.json")["Body"].read()
+    )
     assert dead["pid"] == shards[1].pid
-    holder = Lease(s3, LEDGER_BUCKET, root + "shard-1-of-3/_lease.json", seconds=30,
-                   run_dir=tmp_path / "elsewhere")
+    holder = Lease(
+        s3,
+        LEDGER_BUCKET,
+        root + "shard-1-of-3/_lease.json",
+        seconds=30,
+        run_dir=tmp_path / "elsewhere",
+    )
     _take_when_expired(holder)
     moved = machine_b / "shard-1"
     try:
@@ -133,8 +191,9 @@ def test_shards_killed_and_moved_merge_into_the_single_machine_run(
         assert not (moved / "run.json").exists(), "nothing is downloaded without the lease"
     finally:
         holder.release()
-    resumed = run_cli(emulator, "resume", str(moved), "--ledger-uri", uri + "shard-1-of-3/",
-                      "--json", "--quiet")
+    resumed = run_cli(
+        emulator, "resume", str(moved), "--ledger-uri", uri + "shard-1-of-3/", "--json", "--quiet"
+    )
     assert resumed.returncode in (0, 1), resumed.stderr
     assert json.loads(resumed.stdout)["counts"]["pending"] == 0
     run_dirs[1] = moved

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from bulkinvoke.emulator import LocalStack
-from bulkinvoke.ids import inference_id, output_filename
-from bulkinvoke.ledger import read_ledger
+from bulkinvoke.ledger.store import read_ledger
+from bulkinvoke.manifest.ids import inference_id, output_filename
 from bulkinvoke.states import State
 
 from .conftest import OUTPUT_BUCKET, cli_env, make_dataset, run_cli
@@ -23,8 +23,14 @@ def test_submit_waits_for_every_output_and_exports(
     data = make_dataset(s3, tmp_path, 40)
     run_dir = tmp_path / "run"
     done = run_cli(
-        emulator, "submit", str(data.manifest), "--endpoint", "demo",
-        "--run-dir", str(run_dir), "--json",
+        emulator,
+        "submit",
+        str(data.manifest),
+        "--endpoint",
+        "demo",
+        "--run-dir",
+        str(run_dir),
+        "--json",
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
@@ -33,8 +39,17 @@ def test_submit_waits_for_every_output_and_exports(
 
     table = read_ledger(run_dir)
     assert list(table.columns[:11]) == [
-        "row", "input_location", "inference_id", "state", "attempts", "output_location",
-        "failure_location", "error", "submitted_at", "completed_at", "latency_s",
+        "row",
+        "input_location",
+        "inference_id",
+        "state",
+        "attempts",
+        "output_location",
+        "failure_location",
+        "error",
+        "submitted_at",
+        "completed_at",
+        "latency_s",
     ]
     assert table["row"].tolist() == list(range(1, 41))
     assert (table["state"] == "succeeded").all()
@@ -52,19 +67,33 @@ def test_submit_waits_for_every_output_and_exports(
     assert done.returncode == 0, done.stderr
     assert len(pd.read_csv(exported)) == 40
 
-    again = run_cli(emulator, "submit", str(data.manifest), "--endpoint", "demo",
-                    "--run-dir", str(run_dir), "--json")
+    again = run_cli(
+        emulator,
+        "submit",
+        str(data.manifest),
+        "--endpoint",
+        "demo",
+        "--run-dir",
+        str(run_dir),
+        "--json",
+    )
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["submitted_this_session"] == 0
 
 
-def test_failures_and_missing_inputs_exit_1(
-    emulator: LocalStack, s3: Any, tmp_path: Path
-) -> None:
+def test_failures_and_missing_inputs_exit_1(emulator: LocalStack, s3: Any, tmp_path: Path) -> None:
     data = make_dataset(s3, tmp_path, 12, missing=3)
     run_dir = tmp_path / "run"
-    done = run_cli(emulator, "submit", str(data.manifest), "--endpoint", "demo",
-                   "--run-dir", str(run_dir), "--json")
+    done = run_cli(
+        emulator,
+        "submit",
+        str(data.manifest),
+        "--endpoint",
+        "demo",
+        "--run-dir",
+        str(run_dir),
+        "--json",
+    )
     assert done.returncode == 1, done.stderr
     summary = json.loads(done.stdout)
     counts = summary["counts"]
@@ -82,8 +111,19 @@ def test_failures_and_missing_inputs_exit_1(
 def test_status_counts_from_the_ledger(emulator: LocalStack, s3: Any, tmp_path: Path) -> None:
     data = make_dataset(s3, tmp_path, 5)
     run_dir = tmp_path / "run"
-    assert run_cli(emulator, "submit", str(data.manifest), "--endpoint", "demo",
-                   "--run-dir", str(run_dir), "--no-wait").returncode == 0
+    assert (
+        run_cli(
+            emulator,
+            "submit",
+            str(data.manifest),
+            "--endpoint",
+            "demo",
+            "--run-dir",
+            str(run_dir),
+            "--no-wait",
+        ).returncode
+        == 0
+    )
     done = run_cli(emulator, "status", str(run_dir), "--json")
     assert done.returncode == 0, done.stderr
     status = json.loads(done.stdout)
@@ -101,8 +141,18 @@ def test_unknown_endpoint_stops_the_run_at_once(
 ) -> None:
     data = make_dataset(s3, tmp_path, 200)
     run_dir = tmp_path / "run"
-    done = run_cli(emulator, "submit", str(data.manifest), "--endpoint", "no-such-endpoint",
-                   "--run-dir", str(run_dir), "--json", "--transport", transport)
+    done = run_cli(
+        emulator,
+        "submit",
+        str(data.manifest),
+        "--endpoint",
+        "no-such-endpoint",
+        "--run-dir",
+        str(run_dir),
+        "--json",
+        "--transport",
+        transport,
+    )
     assert done.returncode == 4, done.stderr
     summary = json.loads(done.stdout)
     assert "not found" in summary["stop_reason"]
@@ -115,8 +165,9 @@ def test_invalid_manifest_is_refused_before_anything_is_sent(
 ) -> None:
     manifest = tmp_path / "bad.csv"
     manifest.write_text("input_location\ns3://inputs/ok.json\nnot-a-uri\ns3://inputs/\n")
-    done = run_cli(emulator, "submit", str(manifest), "--endpoint", "demo",
-                   "--run-dir", str(tmp_path / "run"))
+    done = run_cli(
+        emulator, "submit", str(manifest), "--endpoint", "demo", "--run-dir", str(tmp_path / "run")
+    )
     assert done.returncode == 2
     assert "bad.csv:3" in done.stderr and "bad.csv:4" in done.stderr
     assert "Traceback" not in done.stderr
@@ -127,12 +178,25 @@ def test_invalid_manifest_is_refused_before_anything_is_sent(
 def test_throttling_and_503_storms_still_finish(
     emulator: LocalStack, s3: Any, tmp_path: Path, transport: str
 ) -> None:
-    emulator.configure(capacity_per_second=40, unavailable_probability=0.2,
-                       internal_failure_probability=0.05)
+    emulator.configure(
+        capacity_per_second=40, unavailable_probability=0.2, internal_failure_probability=0.05
+    )
     data = make_dataset(s3, tmp_path, 150)
     run_dir = tmp_path / "run"
-    done = run_cli(emulator, "submit", str(data.manifest), "--endpoint", "demo",
-                   "--run-dir", str(run_dir), "--rate", "200", "--json", "--transport", transport)
+    done = run_cli(
+        emulator,
+        "submit",
+        str(data.manifest),
+        "--endpoint",
+        "demo",
+        "--run-dir",
+        str(run_dir),
+        "--rate",
+        "200",
+        "--json",
+        "--transport",
+        transport,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["counts"]["succeeded"] == 150
     table = read_ledger(run_dir)
@@ -161,8 +225,18 @@ def test_max_in_flight_bounds_the_endpoints_queue(
     watcher = threading.Thread(target=watch_queue)
     watcher.start()
     try:
-        done = run_cli(emulator, "submit", str(data.manifest), "--endpoint", "demo",
-                       "--run-dir", str(tmp_path / "run"), "--max-in-flight", "6", "--json")
+        done = run_cli(
+            emulator,
+            "submit",
+            str(data.manifest),
+            "--endpoint",
+            "demo",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--max-in-flight",
+            "6",
+            "--json",
+        )
     finally:
         done_flag.set()
         watcher.join()
@@ -179,14 +253,23 @@ def test_a_continued_run_with_other_options_is_refused_by_name_and_dry_runs_agre
     run_dir = tmp_path / "run"
     first = ["submit", str(data.manifest), "--endpoint", "demo", "--run-dir", str(run_dir)]
     secret = "tenant=s3cr3t-value"
-    done = run_cli(emulator, *first, "--content-type", "application/json",
-                   "--custom-attributes", secret, "--quiet")
+    done = run_cli(
+        emulator,
+        *first,
+        "--content-type",
+        "application/json",
+        "--custom-attributes",
+        secret,
+        "--quiet",
+    )
     assert done.returncode == 0, done.stderr
 
     for extra, named in [
         (["--custom-attributes", secret], "--content-type 'application/json', not None"),
-        (["--content-type", "application/json", "--custom-attributes", "tenant=changed"],
-         "--custom-attributes (not shown"),
+        (
+            ["--content-type", "application/json", "--custom-attributes", "tenant=changed"],
+            "--custom-attributes (not shown",
+        ),
     ]:
         for dry in ([], ["--dry-run"]):
             refused = run_cli(emulator, *first, *extra, *dry)
@@ -195,16 +278,32 @@ def test_a_continued_run_with_other_options_is_refused_by_name_and_dry_runs_agre
             assert secret not in refused.stderr and "changed" not in refused.stderr
 
     other = make_dataset(s3, tmp_path, 3)
-    refused = run_cli(emulator, "submit", str(other.manifest), "--endpoint", "demo",
-                      "--run-dir", str(run_dir), "--dry-run")
+    refused = run_cli(
+        emulator,
+        "submit",
+        str(other.manifest),
+        "--endpoint",
+        "demo",
+        "--run-dir",
+        str(run_dir),
+        "--dry-run",
+    )
     assert refused.returncode == 2 and "different manifest" in refused.stderr, refused.stderr
 
 
 def test_dry_run_of_an_s3_prefix_lists_it(emulator: LocalStack, s3: Any, tmp_path: Path) -> None:
     data = make_dataset(s3, tmp_path, 3)
     prefix = data.locations[0].rsplit("/", 1)[0] + "/"
-    done = run_cli(emulator, "submit", prefix, "--endpoint", "demo", "--dry-run",
-                   "--run-dir", str(tmp_path / "run"))
+    done = run_cli(
+        emulator,
+        "submit",
+        prefix,
+        "--endpoint",
+        "demo",
+        "--dry-run",
+        "--run-dir",
+        str(tmp_path / "run"),
+    )
     assert done.returncode == 0, done.stderr
     assert "3 items" in done.stdout + done.stderr
 
@@ -217,8 +316,9 @@ def test_duplicate_rows_are_sent_once_and_exported_each(
     manifest = tmp_path / "dups.csv"
     manifest.write_text("input_location\n" + "\n".join([a, b, a, c, b]) + "\n")
     run_dir = tmp_path / "run"
-    done = run_cli(emulator, "submit", str(manifest), "--endpoint", "demo",
-                   "--run-dir", str(run_dir), "--json")
+    done = run_cli(
+        emulator, "submit", str(manifest), "--endpoint", "demo", "--run-dir", str(run_dir), "--json"
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert (summary["items"], summary["duplicate_rows"]) == (3, 2)
@@ -238,9 +338,9 @@ def test_duplicate_rows_are_sent_once_and_exported_each(
 def test_an_unexpected_error_while_sending_stops_the_run_instead_of_hanging(
     emulator: LocalStack, s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bulkinvoke.engine import Outcome
-    from bulkinvoke.invoker import Invoker
-    from bulkinvoke.runner import RunOptions, submit
+    from bulkinvoke.calls.invoker import Invoker
+    from bulkinvoke.run.engine import Outcome
+    from bulkinvoke.run.runner import RunOptions, submit
 
     data = make_dataset(s3, tmp_path, 20)
     for name, value in cli_env(emulator).items():
@@ -268,8 +368,17 @@ def test_a_proxy_for_the_endpoint_is_used_and_said(
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    done = run_cli(emulator, "submit", str(data.manifest), "--endpoint", "demo",
-                   "--run-dir", str(tmp_path / "run"), "--json", "--no-wait")
+    done = run_cli(
+        emulator,
+        "submit",
+        str(data.manifest),
+        "--endpoint",
+        "demo",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--json",
+        "--no-wait",
+    )
     assert done.returncode in (1, 4), done.stderr
     assert "calls go through botocore's HTTP stack" in done.stderr
     assert "Traceback" not in done.stderr

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from bulkinvoke.cli import app
+from bulkinvoke.cli.app import app
 from bulkinvoke.emulator import LocalStack
-from bulkinvoke.ledger import read_ledger
+from bulkinvoke.ledger.store import read_ledger
 
 from .conftest import ENDPOINT, cli_env, make_dataset, run_cli, with_fault_hook
 

@@ -13,8 +13,8 @@ from typing import Any
 from crash_fuzz import MODES, CrashFuzzer, FuzzSettings
 
 from bulkinvoke.emulator import LocalStack
-from bulkinvoke.ids import inference_id
-from bulkinvoke.ledger import Ledger
+from bulkinvoke.ledger.store import Ledger
+from bulkinvoke.manifest.ids import inference_id
 from bulkinvoke.states import State
 
 from .conftest import ENDPOINT, cli_env, make_dataset, run_cli, with_fault_hook

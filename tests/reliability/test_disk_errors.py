@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from bulkinvoke.cli import app
+from bulkinvoke.cli.app import app
 from bulkinvoke.emulator import LocalStack
-from bulkinvoke.ids import inference_id
-from bulkinvoke.ledger import read_ledger
+from bulkinvoke.ledger.store import read_ledger
+from bulkinvoke.manifest.ids import inference_id
 
 from .conftest import ENDPOINT, assert_clean_error, cli_env, make_dataset, run_cli, with_fault_hook
 

@@ -35,11 +35,11 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
-import bulkinvoke.runner
-from bulkinvoke.cli import app
+import bulkinvoke.run.runner
+from bulkinvoke.cli.app import app
 from bulkinvoke.emulator import LocalStack
-from bulkinvoke.ledger import read_ledger
-from bulkinvoke.manifest import read_manifest
+from bulkinvoke.ledger.store import read_ledger
+from bulkinvoke.manifest.loader import read_manifest
 
 from .conftest import (
     ENDPOINT,
@@ -84,8 +84,8 @@ def target() -> Iterator[Target]:
             "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
         }
         with pytest.MonkeyPatch.context() as patch:
-            cached = functools.cache(bulkinvoke.runner.make_clients)
-            patch.setattr(bulkinvoke.runner, "make_clients", cached)
+            cached = functools.cache(bulkinvoke.run.runner.make_clients)
+            patch.setattr(bulkinvoke.run.runner, "make_clients", cached)
             yield Target(proxy, env)
     print(f"fuzzed inputs by test: {CASES}, in all {sum(CASES.values())}")
 

@@ -24,10 +24,10 @@ import pytest
 from fault_proxy import FaultProxy
 from typer.testing import CliRunner
 
-import bulkinvoke.local
-import bulkinvoke.runner
-from bulkinvoke.aws import AwsSettings, Clients
-from bulkinvoke.cli import app
+import bulkinvoke.run.local
+import bulkinvoke.run.runner
+from bulkinvoke.calls.aws import AwsSettings, Clients
+from bulkinvoke.cli.app import app
 from bulkinvoke.emulator import EndpointSpec, LocalStack
 
 from .conftest import (
@@ -288,7 +288,7 @@ def test_expected_bucket_owner_reaches_the_local_uploads(
 
         return make_clients
 
-    for module in (bulkinvoke.local, bulkinvoke.runner):
+    for module in (bulkinvoke.run.local, bulkinvoke.run.runner):
         monkeypatch.setattr(module, "make_clients", recording(module.make_clients))
     inputs = tmp_path / "job-inputs"
     inputs.mkdir()

@@ -20,8 +20,8 @@ import pytest
 from fault_proxy import FaultProxy
 
 from bulkinvoke.emulator import LocalStack
-from bulkinvoke.ids import inference_id
-from bulkinvoke.ledger import Ledger, read_ledger
+from bulkinvoke.ledger.store import Ledger, read_ledger
+from bulkinvoke.manifest.ids import inference_id
 from bulkinvoke.states import State
 
 from .conftest import (

@@ -1,0 +1,197 @@
+"""boto3 sessions and clients, configured the way a bulk run needs them.
+
+Standard AWS configuration applies unchanged: the default credential chain, ``--profile``,
+``--region`` and the ``AWS_ENDPOINT_URL_*`` variables that botocore reads itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Any
+
+DEFAULT_CALL_TIMEOUT = 60.0
+
+
+def bucket_owner_args(expected_bucket_owner: str | None) -> dict[str, str]:
+    """The keyword arguments that make an S3 call check the bucket's owner (none if unset)."""
+    return {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
+
+
+class Transport(Enum):
+    """How InvokeEndpointAsync calls are sent (see bulkinvoke.calls.transport)."""
+
+    # Signed and parsed by botocore, sent on bulkinvoke's own keep-alive connections; botocore
+    # sends instead wherever a proxy or a client certificate is configured.
+    DIRECT = "direct"
+    # Everything through the botocore client, at about twice the client CPU per call.
+    BOTOCORE = "botocore"
+
+
+class AwsConfigError(Exception):
+    """The AWS configuration cannot work (no region, unknown profile): a usage error."""
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    region: str | None = None
+    profile: str | None = None
+    # For sagemaker-runtime; S3 follows AWS_ENDPOINT_URL_S3 unless s3_endpoint_url is given.
+    endpoint_url: str | None = None
+    s3_endpoint_url: str | None = None
+    # For the notification queue; AWS_ENDPOINT_URL_SQS works too.
+    sqs_endpoint_url: str | None = None
+    expected_bucket_owner: str | None = None
+    # Seconds to wait for each InvokeEndpointAsync answer (None: 60) before the call counts as
+    # a timeout and is retried with the same inference ID.
+    call_timeout: float | None = None
+    transport: Transport | None = None  # None: Transport.DIRECT
+    # Only the embedded local emulator sets these: it accepts any key, and a user's real
+    # credentials must never be sent to it.
+    static_credentials: tuple[str, str] | None = None
+
+    def to_config(self) -> dict[str, Any]:
+        """What run.json keeps: where to connect, never any credential."""
+        return {
+            "region": self.region,
+            "profile": self.profile,
+            "endpoint_url": self.endpoint_url,
+            "s3_endpoint_url": self.s3_endpoint_url,
+            "sqs_endpoint_url": self.sqs_endpoint_url,
+            "expected_bucket_owner": self.expected_bucket_owner,
+            "call_timeout": self.call_timeout,
+            "transport": self.transport.value if self.transport else None,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> AwsSettings:
+        values = {k: config.get(k) for k in cls().to_config()}
+        if values["transport"] is not None:
+            values["transport"] = Transport(values["transport"])
+        return cls(**values)
+
+    def merged_with(self, overrides: AwsSettings) -> AwsSettings:
+        """These settings with every field ``overrides`` sets taken from it."""
+        changes = {k: v for k, v in vars(overrides).items() if v is not None}
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Clients:
+    # A DirectRuntimeClient, or the botocore client itself (Transport.BOTOCORE, a proxy, ...).
+    sagemaker_runtime: Any
+    s3: Any
+    region: str
+    session: Any
+    sqs_endpoint_url: str | None = None
+
+    def sqs(self, queue_url: str) -> Any:
+        """A client for the queue at ``queue_url``: unless an SQS endpoint is configured, the
+        queue's own URL says where it is served."""
+        import os
+        from urllib.parse import urlsplit
+
+        endpoint = self.sqs_endpoint_url
+        if endpoint is None and not os.environ.get("AWS_ENDPOINT_URL_SQS"):
+            parts = urlsplit(queue_url)
+            endpoint = f"{parts.scheme}://{parts.netloc}" if parts.netloc else None
+        return _client(self.session, "sqs", endpoint, None)
+
+
+def _client(session: Any, service: str, endpoint_url: str | None, config: Any) -> Any:
+    import botocore.exceptions
+
+    try:
+        return session.client(service, endpoint_url=endpoint_url, config=config)
+    except (ValueError, botocore.exceptions.BotoCoreError) as error:
+        # "Invalid endpoint: notaurl", a region that is no region name, ...
+        raise AwsConfigError(f"cannot make a {service} client: {error}") from error
+
+
+def check_settings(settings: AwsSettings) -> None:
+    """Refuse settings that cannot work, or that would put a secret into run.json."""
+    from urllib.parse import urlsplit
+
+    for option, url in (
+        ("--endpoint-url", settings.endpoint_url),
+        ("--s3-endpoint-url", settings.s3_endpoint_url),
+        ("the SQS endpoint URL", settings.sqs_endpoint_url),
+    ):
+        if url is None:
+            continue
+        try:
+            parts = urlsplit(url)
+            _ = parts.port  # raises on a port that is no port
+        except ValueError as error:
+            raise AwsConfigError(f"{option} {url!r} is no URL: {error}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise AwsConfigError(f"{option} must be an http:// or https:// URL, not {url!r}")
+        if "@" in parts.netloc:
+            raise AwsConfigError(
+                f"{option} must not hold a user name or password (requests are signed with the "
+                "AWS credentials; the URL is saved in run.json)"
+            )
+    owner = settings.expected_bucket_owner
+    if owner is not None and not (len(owner) == 12 and owner.isascii() and owner.isdigit()):
+        raise AwsConfigError(
+            f"--expected-bucket-owner must be a 12-digit account ID, not {owner!r}"
+        )
+
+
+def make_clients(settings: AwsSettings, *, max_connections: int = 10) -> Clients:
+    import boto3
+    import botocore.exceptions
+    from botocore.config import Config
+
+    check_settings(settings)
+    try:
+        if settings.static_credentials:
+            key, secret = settings.static_credentials
+            session = boto3.Session(
+                aws_access_key_id=key,
+                aws_secret_access_key=secret,
+                region_name=settings.region or "us-east-1",
+            )
+        else:
+            session = boto3.Session(profile_name=settings.profile, region_name=settings.region)
+    except botocore.exceptions.ProfileNotFound as error:
+        raise AwsConfigError(str(error)) from error
+    region = session.region_name
+    if not region:
+        raise AwsConfigError(
+            "no AWS region is configured: pass --region, set AWS_REGION, or use a profile with one"
+        )
+    # The embedded emulator (the only user of static credentials) is on loopback: a proxy set
+    # for the user's real traffic must not take its calls.
+    loopback = {"proxies": {}} if settings.static_credentials else {}
+    runtime_config = Config(
+        # bulkinvoke's retry policy is the only retry layer, so that throttles reach the
+        # adaptive rate limiter and every retry is counted.
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        max_pool_connections=max_connections,
+        # Every value was checked against the service model when the manifest was read;
+        # validating again on each call costs client CPU for nothing.
+        parameter_validation=False,
+        connect_timeout=10,
+        read_timeout=settings.call_timeout or DEFAULT_CALL_TIMEOUT,
+        tcp_keepalive=True,
+        **loopback,
+    )
+    s3_config = Config(
+        retries={"max_attempts": 8, "mode": "standard"},
+        max_pool_connections=max_connections,
+        tcp_keepalive=True,
+        **loopback,
+    )
+    runtime = _client(session, "sagemaker-runtime", settings.endpoint_url, runtime_config)
+    if settings.transport is not Transport.BOTOCORE:
+        from bulkinvoke.calls.transport import direct_client
+
+        runtime = direct_client(runtime, session) or runtime
+    return Clients(
+        sagemaker_runtime=runtime,
+        s3=_client(session, "s3", settings.s3_endpoint_url, s3_config),
+        region=region,
+        session=session,
+        sqs_endpoint_url=settings.sqs_endpoint_url,
+    )

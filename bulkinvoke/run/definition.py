@@ -1,0 +1,272 @@
+"""What a run is and whether a directory holds it: the options a run keeps in run.json, the
+checks that refuse a run before anything is sent, and the creation of a run directory from a
+validated manifest."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bulkinvoke.calls.aws import AwsSettings
+from bulkinvoke.ledger.store import Event, Ledger
+from bulkinvoke.ledger.views import duplicates_table
+from bulkinvoke.manifest.loader import Manifest, problems_table, read_manifest
+from bulkinvoke.request_options import (
+    RequestOptions,
+    check_endpoint_name,
+    check_output_path_extension,
+)
+from bulkinvoke.scale.shards import Shard, select_shard
+from bulkinvoke.states import State
+
+if TYPE_CHECKING:
+    from bulkinvoke.scale.mirror import MirrorSettings
+
+RUNS_ROOT = Path("bulkinvoke-runs")
+CONFIG_VERSION = 1
+
+
+class RunError(Exception):
+    """A run cannot start as asked (a usage error: nothing was sent)."""
+
+
+class InvalidManifest(RunError):
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        n = len(manifest.problems)
+        super().__init__(f"{manifest.source}: {n} invalid row{'s' * (n != 1)}; nothing was sent")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the user chose for a run; kept in run.json so resume and retry use the same."""
+
+    endpoint: str
+    request: RequestOptions = field(default_factory=RequestOptions)
+    output_path_extension: str | None = None
+    id_namespace: str = ""
+    rate: float | None = None
+    concurrency: int = 16
+    max_in_flight: int | None = None
+    max_failures: str | None = None
+    expire_after: float | None = None
+    aws: AwsSettings = field(default_factory=AwsSettings)
+
+    def to_config(self) -> dict[str, Any]:
+        config = asdict(self)
+        config["aws"] = self.aws.to_config()
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> RunOptions:
+        values = dict(config)
+        values["request"] = RequestOptions(**values["request"])
+        values["aws"] = AwsSettings.from_config(values["aws"])
+        return cls(**values)
+
+
+# Changing these would change what an attempt sends, so a continued run must keep them.
+_FIXED_OPTIONS = ("endpoint", "request", "output_path_extension", "id_namespace")
+
+
+def default_run_dir(manifest: str, endpoint: str, shard: Shard | None = None) -> Path:
+    name = manifest.rstrip("/").rsplit("/", 1)[-1] or manifest
+    stem = Path(name).stem if not manifest.startswith("s3://") else name
+    suffix = f"-{shard.label}" if shard else ""
+    return RUNS_ROOT / re.sub(r"[^A-Za-z0-9._-]+", "_", f"{stem}-{endpoint}{suffix}")
+
+
+def parse_max_failures(text: str | None, total: int) -> int | None:
+    """``N`` failures, or ``P%`` of the run's items, after which the run stops."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(?:(\d+)|(\d+(?:\.\d+)?)\s*%)\s*", text)
+    if match is None:
+        raise RunError(
+            f"--max-failures takes a whole count (10) or a percentage (2.5%), not {text!r}"
+        )
+    count, percent = match.groups()
+    if count is not None:
+        return int(count)
+    if float(percent) > 100:
+        raise RunError(f"--max-failures {text.strip()} is more than every item: at most 100%")
+    return int(total * float(percent) / 100)
+
+
+def check_options(options: RunOptions) -> None:
+    """Refuse, before anything is written, options that would fail every call or the run later
+    (and, saved in run.json, every resume of it too)."""
+    problems = [check_endpoint_name(options.endpoint), *options.request.problems()]
+    if options.output_path_extension is not None:
+        problems.append(check_output_path_extension(options.output_path_extension))
+    if any(problems):
+        raise RunError("; ".join(p for p in problems if p))
+    if options.rate is not None and not (math.isfinite(options.rate) and options.rate > 0):
+        raise RunError(f"--rate must be a positive number of calls per second, not {options.rate}")
+    parse_max_failures(options.max_failures, 0)
+
+
+def read_run_manifest(
+    source: str,
+    s3_client: Any,
+    options: RunOptions,
+    *,
+    skip_invalid: bool,
+    shard: Shard | None,
+) -> Manifest:
+    """The manifest a run of ``options`` sends (only ``shard``'s rows, if given); refused with
+    ``InvalidManifest`` if it has bad rows, unless ``skip_invalid``."""
+    manifest = read_manifest(
+        source, s3_client=s3_client, expected_bucket_owner=options.aws.expected_bucket_owner
+    )
+    if manifest.problems and not skip_invalid:
+        raise InvalidManifest(manifest)
+    if shard is not None:
+        manifest = select_shard(manifest, shard, options.id_namespace, options.endpoint)
+    return manifest
+
+
+def open_or_create(
+    run_dir: Path,
+    manifest: Manifest,
+    options: RunOptions,
+    shard: Shard | None,
+    mirror: MirrorSettings | None,
+    *,
+    local: bool = False,
+) -> Ledger:
+    """The run in ``run_dir``, checked to be this one, or a new one. ``local``: its endpoint is
+    the embedded emulator of ``--local``, which ends with the process (kept in run.json)."""
+    if Ledger.exists(run_dir):
+        ledger = Ledger.open(run_dir)
+        try:
+            check_same_run(ledger.config, manifest, options, shard)
+            check_same_kind(ledger.config, run_dir, local=local)
+            ledger.config["options"] = options.to_config()
+            if mirror is not None:
+                ledger.config["mirror"] = mirror.to_config()
+            ledger.save_config(ledger.config)
+        except BaseException:
+            ledger.close()
+            raise
+        return ledger
+    import pyarrow as pa
+
+    plan = manifest.table
+    if manifest.problems:
+        plan = pa.concat_tables(
+            [plan, problems_table(manifest.problems)], promote_options="default"
+        )
+        plan = plan.sort_by("row")
+    config = {
+        "version": CONFIG_VERSION,
+        "created_at": time.time(),
+        "local": local,
+        "manifest": {
+            "source": str(manifest.source),
+            "fingerprint": manifest.fingerprint,
+            "rows": manifest.row_count,
+            "items": plan.num_rows,
+            "duplicates": len(manifest.duplicates),
+        },
+        "options": options.to_config(),
+        "shard": shard.to_config() if shard else None,
+        "mirror": mirror.to_config() if mirror else None,
+    }
+    duplicates = duplicates_table(
+        [d.row for d in manifest.duplicates], [d.first_row for d in manifest.duplicates]
+    )
+    ledger = Ledger.create(run_dir, config, plan, duplicates)
+    try:
+        rejections = [(p.row, p.reason) for p in manifest.problems if p.row is not None]
+        record_rejections(ledger, rejections)
+    except BaseException:
+        ledger.close()  # and its lock: the run exists, and resume records them
+        raise
+    return ledger
+
+
+def record_rejections(ledger: Ledger, rejections: list[tuple[int, str]]) -> None:
+    """Record the rows manifest validation refused, (row, reason) each, as rejected."""
+    if not rejections:
+        return
+    now = time.time()
+    ledger.record_many(
+        Event(row, 1, State.REJECTED, now, error=reason) for row, reason in rejections
+    )
+    ledger.flush()
+
+
+def check_same_kind(config: dict[str, Any], run_dir: Path, *, local: bool) -> None:
+    """A run made with --local is only ever continued with --local, and any other never is:
+    the emulator's calls and outputs ended with its command, and a real endpoint's live on."""
+    if bool(config.get("local")) == local:
+        return
+    if local:
+        raise RunError(
+            f"the run in {run_dir} sends to a real endpoint: --local cannot continue it "
+            "(use another --run-dir for a local run)"
+        )
+    raise RunError(local_run_message(run_dir))
+
+
+def local_run_message(run_dir: Path) -> str:
+    return (
+        f"the run in {run_dir} was made with --local, whose endpoint ended with that command: "
+        "run the same `bulkinvoke submit ... --local` command again to finish it, or use "
+        "another --run-dir"
+    )
+
+
+def check_shard(config: dict[str, Any], shard: Shard | None) -> None:
+    before = Shard.from_config(config.get("shard"))
+    if before != shard:
+        held = f"shard {before}" if before else "the whole manifest"
+        asked = f"shard {shard}" if shard else "the whole manifest"
+        raise RunError(
+            f"the run in this directory is of {held}, not {asked}: each shard is a run of its "
+            "own, in its own --run-dir"
+        )
+
+
+def check_same_run(
+    config: dict[str, Any], manifest: Manifest, options: RunOptions, shard: Shard | None
+) -> None:
+    check_shard(config, shard)
+    saved = config["manifest"]
+    if saved["fingerprint"] != manifest.fingerprint:
+        raise RunError(
+            f"the run in this directory was made from a different manifest "
+            f"({saved['source']}, {saved['fingerprint'][:19]}...); "
+            "use another --run-dir, or `bulkinvoke resume` to continue the existing run"
+        )
+    before = RunOptions.from_config(config["options"])
+    for name, was, now in _fixed_values(before, options):
+        if was != now:
+            shown = "(not shown: custom attributes are sensitive)"
+            if name != "custom_attributes":
+                shown = f"(--{name.replace('_', '-')} {was!r}, not {now!r})"
+            raise RunError(
+                f"this run was started with a different --{name.replace('_', '-')} {shown}; "
+                "a continued run must send the same requests: pass the same options, "
+                "use `bulkinvoke resume`, or start a new run with another --run-dir"
+            )
+
+
+def _fixed_values(before: RunOptions, now: RunOptions) -> Iterator[tuple[str, Any, Any]]:
+    """(option, value before, value now) for every option a continued run must keep."""
+    for name in _FIXED_OPTIONS:
+        if name == "request":
+            for option in fields(RequestOptions):
+                yield (
+                    option.name,
+                    getattr(before.request, option.name),
+                    getattr(now.request, option.name),
+                )
+        else:
+            yield name, getattr(before, name), getattr(now, name)

@@ -1,0 +1,96 @@
+"""``--local``: the embedded emulator as the endpoint, so a run works with no AWS account.
+
+It starts the local stack in this process, uploads the inputs the manifest names from a folder
+beside it (``<manifest stem>-inputs/``, matched by file name), and hands back the settings that
+point the run at it. Everything it holds ends with the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from bulkinvoke.calls.aws import AwsSettings, bucket_owner_args, make_clients
+from bulkinvoke.run.definition import RunError
+from bulkinvoke.s3uri import parse_s3_uri
+
+LOCAL_BUCKET = "bulkinvoke-local"
+LOCAL_CREDENTIALS = ("local", "local")
+
+
+class LocalInputsMissing(RunError):
+    """``--local`` has nothing to upload: every item would fail."""
+
+
+def default_inputs_dir(manifest: str) -> Path:
+    path = Path(manifest)
+    return path.with_name(f"{path.stem}-inputs")
+
+
+@contextmanager
+def local_endpoint(
+    manifest: str,
+    endpoint: str,
+    *,
+    inputs_dir: Path | None = None,
+    expected_bucket_owner: str | None = None,
+) -> Iterator[AwsSettings]:
+    from bulkinvoke.emulator import EndpointSpec, start_local_stack
+    from bulkinvoke.manifest.loader import read_manifest
+
+    spec = EndpointSpec(
+        name=endpoint,
+        output_path=f"s3://{LOCAL_BUCKET}/outputs",
+        failure_path=f"s3://{LOCAL_BUCKET}/failures",
+    )
+    with start_local_stack([spec]) as stack:
+        settings = AwsSettings(
+            region="us-east-1",
+            endpoint_url=stack.sagemaker_url,
+            s3_endpoint_url=stack.s3_url,
+            static_credentials=LOCAL_CREDENTIALS,
+            expected_bucket_owner=expected_bucket_owner,
+        )
+        s3 = make_clients(settings).s3
+        locations = read_manifest(
+            manifest, s3_client=s3, expected_bucket_owner=expected_bucket_owner
+        ).table.column("input_location")
+        folder = inputs_dir or default_inputs_dir(manifest)
+        uploaded = upload_inputs(
+            s3, locations.to_pylist(), folder, expected_bucket_owner=expected_bucket_owner
+        )
+        if len(locations) and not uploaded:
+            # Every item would fail with NoSuchKey: a run that can only fail is refused.
+            raise LocalInputsMissing(
+                f"--local found none of the manifest's {len(locations)} inputs in {folder}/ "
+                "(each is matched by the last part of its key): put them there, or name their "
+                "folder with --local-inputs DIR"
+            )
+        yield settings
+
+
+def upload_inputs(
+    s3: Any, locations: list[str], inputs_dir: Path, *, expected_bucket_owner: str | None = None
+) -> int:
+    """Put each ``inputs_dir/<name>`` at the manifest location whose key ends in that name."""
+    owner = bucket_owner_args(expected_bucket_owner)
+    buckets: set[str] = set()
+    uploaded = 0
+    for location in locations:
+        target = parse_s3_uri(location)
+        source = inputs_dir / target.key.rsplit("/", 1)[-1]
+        if not source.is_file():
+            continue
+        if target.bucket not in buckets:
+            _ensure_bucket(s3, target.bucket)
+            buckets.add(target.bucket)
+        s3.put_object(Bucket=target.bucket, Key=target.key, Body=source.read_bytes(), **owner)
+        uploaded += 1
+    return uploaded
+
+
+def _ensure_bucket(s3: Any, bucket: str) -> None:
+    with suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=bucket)
