@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from bulkinvoke.ledger.store import Event, Ledger, read_ledger
+from bulkinvoke.export.frame import read_ledger
+from bulkinvoke.ledger.store import Event, Ledger
 from bulkinvoke.states import State
 
 T0 = 1_767_225_600.0  # 2026-01-01, the simulated start of the run

@@ -8,7 +8,7 @@ __all__ = ["__version__", "read_ledger"]
 def __getattr__(name: str) -> object:
     # Lazily, so that `import bulkinvoke` does not pull in pyarrow and pandas.
     if name == "read_ledger":
-        from bulkinvoke.ledger.store import read_ledger
+        from bulkinvoke.export.frame import read_ledger
 
         return read_ledger
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""S3 locations as the endpoint reports them: ``s3://bucket/key`` (or an https:// S3 URL)."""
+"""S3 locations as the endpoint reports them: ``s3://bucket/key`` (or an https:// S3 URL), and the
+arguments every S3 call of a run shares."""
 
 from __future__ import annotations
 
@@ -38,3 +39,8 @@ def parse_s3_uri(uri: str) -> S3Location:
                 return S3Location(bucket, key)
             return S3Location(host.split(".s3.", 1)[0], path)
     raise ValueError(f"not an S3 URI: {uri!r}")
+
+
+def bucket_owner_args(expected_bucket_owner: str | None) -> dict[str, str]:
+    """The keyword arguments that make an S3 call check the bucket's owner (none if unset)."""
+    return {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from bulkinvoke.cli.app import app
+from bulkinvoke.export.frame import read_ledger
 from bulkinvoke.export.outputs import (
     FAILURE_STREAK,
     OUTPUT_LIMIT,
@@ -39,7 +40,7 @@ from bulkinvoke.export.table import (
     iso_times,
     json_lines,
 )
-from bulkinvoke.ledger.store import Event, Ledger, read_ledger
+from bulkinvoke.ledger.store import Event, Ledger
 from bulkinvoke.states import State
 
 T0 = 1_767_225_600.0

@@ -9,7 +9,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from bulkinvoke.ledger.store import Event, Ledger, read_ledger
+from bulkinvoke.export.frame import read_ledger
+from bulkinvoke.ledger.store import Event, Ledger
 from bulkinvoke.reports.model import build_report
 from bulkinvoke.scale.union import MergeError
 from bulkinvoke.states import State

@@ -21,7 +21,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from bulkinvoke.cli.report import report_command
-from bulkinvoke.ledger.store import Event, Ledger, read_ledger
+from bulkinvoke.export.frame import read_ledger
+from bulkinvoke.ledger.store import Event, Ledger
 from bulkinvoke.reports.html import render_html
 from bulkinvoke.reports.model import REASON_MAX, TOP_GROUPS, build_report, normalise
 from bulkinvoke.reports.text import render_markdown, render_text

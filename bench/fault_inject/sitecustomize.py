@@ -7,7 +7,7 @@ of these variables is set.
 Disk errors (a full disk without filling one)::
 
     BULKINVOKE_FAULT_OP      fsync or write: the os call that fails (default fsync)
-    BULKINVOKE_FAULT_AT      N: the N-th such call made by bulkinvoke/ledger_io.py fails
+    BULKINVOKE_FAULT_AT      N: the N-th such call made by bulkinvoke/ledger/files.py fails
     BULKINVOKE_FAULT_ERRNO   ENOSPC (default), EIO, EDQUOT...: the error it fails with
     BULKINVOKE_FAULT_ONCE    1: only the N-th call fails; otherwise every call from the N-th on
 
@@ -42,7 +42,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-_LEDGER_IO = os.path.join("bulkinvoke", "ledger_io.py")
+_LEDGER_IO = os.path.join("bulkinvoke", "ledger", "files.py")
 
 
 def _from_ledger_io() -> bool:

@@ -13,11 +13,6 @@ from typing import Any
 DEFAULT_CALL_TIMEOUT = 60.0
 
 
-def bucket_owner_args(expected_bucket_owner: str | None) -> dict[str, str]:
-    """The keyword arguments that make an S3 call check the bucket's owner (none if unset)."""
-    return {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
-
-
 class Transport(Enum):
     """How InvokeEndpointAsync calls are sent (see bulkinvoke.calls.transport)."""
 

@@ -1,8 +1,8 @@
 """The only caller of InvokeEndpointAsync.
 
-One call per attempt, retried under the run's
-:class:`~bulkinvoke.calls.retry.RetryPolicy`; the result is a value (accepted, rejected, failed, or "stop the run"), never an exception, so the engine
-records every outcome the same way.
+One call per attempt, retried under the run's :class:`~bulkinvoke.calls.retry.RetryPolicy`; the
+result is a value (accepted, rejected, failed, or "stop the run"), never an exception, so the
+engine records every outcome the same way.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """InvokeEndpointAsync on the wire: request headers in, validated request or service error out.
 
 Limits come from botocore's ``sagemaker-runtime`` model through ``bulkinvoke.request_options``.
-Errors are sent the way the service's rest-json protocol sends them: the code in the ``x-amzn-ErrorType``
-header (which botocore's RestJSONParser reads first) and ``{"message": ...}`` in the body, so
-``ClientError.response["Error"]`` gets both ``Code`` and ``Message``.
+Errors are sent the way the service's rest-json protocol sends them: the code in the ``x-amzn-
+ErrorType`` header (which botocore's RestJSONParser reads first) and ``{"message": ...}`` in the
+body, so ``ClientError.response["Error"]`` gets both ``Code`` and ``Message``.
 """
 
 from __future__ import annotations

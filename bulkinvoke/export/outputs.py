@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bulkinvoke.calls.aws import bucket_owner_args
 from bulkinvoke.calls.retry import ErrorKind, classify
 from bulkinvoke.export.table import ExportStopped
-from bulkinvoke.s3uri import parse_s3_uri
+from bulkinvoke.s3uri import bucket_owner_args, parse_s3_uri
 from bulkinvoke.states import State
 
 if TYPE_CHECKING:

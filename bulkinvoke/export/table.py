@@ -78,7 +78,7 @@ def export_table(
     saved AWS settings, each field that ``aws`` sets replacing the saved one, or with
     ``s3_client`` if given. Several run directories (the shards of one run) export as one
     table of their union, sorted by row; the first one's AWS settings fetch the outputs."""
-    from bulkinvoke.ledger.store import read_ledger
+    from bulkinvoke.export.frame import read_ledger
 
     runs = [Path(run_dir)] if isinstance(run_dir, str | os.PathLike) else list(map(Path, run_dir))
     output = Path(output)

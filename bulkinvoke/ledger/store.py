@@ -59,14 +59,11 @@ from bulkinvoke.ledger.schema import (
 from bulkinvoke.ledger.views import (
     count_states,
     duplicates_table,
-    export_frame,
     latest_of,
-    with_duplicates,
 )
 from bulkinvoke.states import State
 
 if TYPE_CHECKING:
-    import pandas as pd
     import pyarrow as pa
 
 __all__ = [
@@ -77,7 +74,6 @@ __all__ = [
     "LedgerLocked",
     "LedgerWriteError",
     "RunExists",
-    "read_ledger",
 ]
 
 _READ_ATTEMPTS = 5
@@ -404,21 +400,6 @@ class Ledger:
             )
             for _, path in _listed(files)
         ]
-
-
-def read_ledger(
-    run_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-) -> pd.DataFrame:
-    """The export table of a run: one row per manifest row, with the state of its latest attempt;
-    times are timezone-aware UTC timestamps. Takes no lock, so it works while a run goes on.
-    A list of run directories (the shards of one run) gives the table of their union, sorted
-    by row (``merge.read_ledgers``)."""
-    if not isinstance(run_dir, str | os.PathLike):
-        from bulkinvoke.scale.union import read_ledgers
-
-        return read_ledgers(run_dir)
-    with Ledger.open(Path(run_dir), writable=False) as ledger:
-        return export_frame(with_duplicates(ledger.latest(["input_location"]), ledger.duplicates()))
 
 
 def _listed(files: EventFiles) -> list[tuple[int, Path]]:

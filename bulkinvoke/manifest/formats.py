@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
-from bulkinvoke.calls.aws import bucket_owner_args
 from bulkinvoke.manifest.delimited import read_delimited
 from bulkinvoke.manifest.rows import (
     INTEGER_COLUMNS,
@@ -29,7 +28,7 @@ from bulkinvoke.manifest.rows import (
     shown,
     split_lines,
 )
-from bulkinvoke.s3uri import parse_s3_uri
+from bulkinvoke.s3uri import bucket_owner_args, parse_s3_uri
 
 EXTENSIONS = {
     ".csv": "csv",

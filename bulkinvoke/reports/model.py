@@ -57,7 +57,7 @@ def build_report(
 ) -> dict[str, Any]:
     """The report of the run in ``run_dir``, from its ledger alone (no AWS calls, no lock). A
     list of run directories (the shards of one run) gives the report of their union
-    (``merge.build_merged_report``)."""
+    (``build_merged_report``)."""
     import pyarrow.parquet as pq
 
     from bulkinvoke.ledger.files import PLAN_NAME
@@ -65,8 +65,6 @@ def build_report(
     from bulkinvoke.scale.shards import shard_summary
 
     if not isinstance(run_dir, str | os.PathLike):
-        from bulkinvoke.scale.union import build_merged_report
-
         return build_merged_report(run_dir)
 
     run_dir = Path(run_dir)
@@ -331,3 +329,17 @@ def _histogram(latency: np.ndarray) -> dict[str, Any] | None:
         edges = np.unique(np.round(np.linspace(low, max(high, low + 0.001), bins + 1), 6))
     counts, _ = np.histogram(np.clip(latency, edges[0], edges[-1]), bins=edges)
     return {"scale": scale, "edges": edges.tolist(), "counts": counts.tolist()}
+
+
+def build_merged_report(run_dirs: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
+    """The report of the union of several runs (shards), as ``build_report`` makes for one."""
+    from bulkinvoke.scale.shards import shard_summary
+    from bulkinvoke.scale.union import merged_latest
+
+    table, configs = merged_latest(run_dirs, ["input_location", "custom_attributes"])
+    created = [c["created_at"] for c in configs if c.get("created_at") is not None]
+    # Request options are equal across parts (checked), so the first config speaks for all.
+    config = {**configs[0], "created_at": min(created, default=None)}
+    report = summarise(table, config, ", ".join(map(str, run_dirs)))
+    report["run"]["shards"] = shard_summary(configs)
+    return report

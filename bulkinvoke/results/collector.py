@@ -21,8 +21,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bulkinvoke.calls.aws import bucket_owner_args
-from bulkinvoke.s3uri import S3Location, parse_s3_uri
+from bulkinvoke.s3uri import S3Location, bucket_owner_args, parse_s3_uri
 from bulkinvoke.states import State
 
 ERROR_TEXT_LIMIT = 2048

@@ -12,9 +12,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from bulkinvoke.calls.aws import AwsSettings, bucket_owner_args, make_clients
+from bulkinvoke.calls.aws import AwsSettings, make_clients
 from bulkinvoke.run.definition import RunError
-from bulkinvoke.s3uri import parse_s3_uri
+from bulkinvoke.s3uri import bucket_owner_args, parse_s3_uri
 
 LOCAL_BUCKET = "bulkinvoke-local"
 LOCAL_CREDENTIALS = ("local", "local")

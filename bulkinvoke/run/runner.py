@@ -2,7 +2,8 @@
 
 ``submit`` turns a manifest into a run directory (or continues the one that is there) and hands
 the work to the :class:`~bulkinvoke.run.engine.Engine`; ``resume`` continues a run from its
-ledger with the options it was started with. Both return a :class:`RunResult`; neither prints anything.
+ledger with the options it was started with. Both return a :class:`RunResult`; neither prints
+anything.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bulkinvoke.calls.aws import AwsSettings, Transport, bucket_owner_args, make_clients
+from bulkinvoke.calls.aws import AwsSettings, Transport, make_clients
 from bulkinvoke.calls.invoker import Call, Invoker
 from bulkinvoke.calls.limiter import RateLimiter
 from bulkinvoke.calls.retry import RetryPolicy
@@ -42,6 +43,7 @@ from bulkinvoke.run.definition import (
 from bulkinvoke.run.engine import Engine, EngineResult, EngineSettings, Outcome
 from bulkinvoke.run.in_doubt import look_for_late_results, settle_in_doubt
 from bulkinvoke.run.work import CallFactory, RunState, invalid_reasons, load_run_state
+from bulkinvoke.s3uri import bucket_owner_args
 from bulkinvoke.scale.mirror import LedgerMirror, MirrorSettings, open_mirror, saved_settings
 from bulkinvoke.scale.mirror_files import mirror_client
 from bulkinvoke.scale.shards import Shard

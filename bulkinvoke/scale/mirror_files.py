@@ -20,7 +20,7 @@ from bulkinvoke.ledger.files import (
     read_config,
     write_durably,
 )
-from bulkinvoke.s3uri import parse_s3_uri
+from bulkinvoke.s3uri import bucket_owner_args, parse_s3_uri
 
 if TYPE_CHECKING:
     from bulkinvoke.calls.aws import AwsSettings
@@ -37,7 +37,7 @@ def mirror_client(run_dir: Path, overrides: AwsSettings | None) -> tuple[Any, di
     """An S3 client (and the ExpectedBucketOwner arguments) for the mirror of ``run_dir``: the
     run's saved AWS settings if the run is here, else the environment's, each field that
     ``overrides`` sets replacing the saved one."""
-    from bulkinvoke.calls.aws import AwsSettings, bucket_owner_args, make_clients
+    from bulkinvoke.calls.aws import AwsSettings, make_clients
 
     path = run_dir / CONFIG_NAME
     saved = read_config(path).get("options", {}).get("aws") if path.is_file() else None

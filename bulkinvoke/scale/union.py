@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkinvoke.ledger.errors import LedgerError
 from bulkinvoke.ledger.files import CONFIG_NAME, PLAN_NAME
-from bulkinvoke.scale.shards import Shard, shard_summary
+from bulkinvoke.scale.shards import Shard
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -101,19 +101,6 @@ def read_ledgers(run_dirs: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
     return export_frame(table)
 
 
-def build_merged_report(run_dirs: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
-    """The report of the union of several runs (shards), as ``build_report`` makes for one."""
-    from bulkinvoke.reports.model import summarise
-
-    table, configs = merged_latest(run_dirs, ["input_location", "custom_attributes"])
-    created = [c["created_at"] for c in configs if c.get("created_at") is not None]
-    # Request options are equal across parts (checked), so the first config speaks for all.
-    config = {**configs[0], "created_at": min(created, default=None)}
-    report = summarise(table, config, ", ".join(map(str, run_dirs)))
-    report["run"]["shards"] = shard_summary(configs)
-    return report
-
-
 @contextmanager
 def local_runs(sources: Sequence[str], aws: AwsSettings | None = None) -> Iterator[list[Path]]:
     """Each source as local run directories: a directory as it is; an ``s3://`` prefix as
@@ -139,7 +126,7 @@ def local_runs(sources: Sequence[str], aws: AwsSettings | None = None) -> Iterat
 def _download_runs(s3: Any, source: str, target: Path, aws: AwsSettings | None) -> list[Path]:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from bulkinvoke.calls.aws import bucket_owner_args
+    from bulkinvoke.s3uri import bucket_owner_args
     from bulkinvoke.scale.mirror_files import MirrorError, download_run, list_prefix
 
     prefix = source if source.endswith("/") else source + "/"

@@ -10,7 +10,8 @@ from typing import Any, Literal
 import boto3
 
 from bulkinvoke.emulator import EndpointSpec, LocalStack
-from bulkinvoke.ledger.store import Ledger, read_ledger
+from bulkinvoke.export.frame import read_ledger
+from bulkinvoke.ledger.store import Ledger
 from bulkinvoke.results.collector import EARLIER_RUN_MARGIN_S, Collector, Finding, Watch
 from bulkinvoke.run.runner import RunOptions
 from bulkinvoke.run.work import CallFactory, load_run_state

@@ -17,8 +17,9 @@ import pyarrow as pa
 import pytest
 
 from bulkinvoke.emulator import LocalStack
+from bulkinvoke.export.frame import read_ledger
 from bulkinvoke.export.outputs import OUTPUT_LIMIT
-from bulkinvoke.ledger.store import Event, Ledger, read_ledger
+from bulkinvoke.ledger.store import Event, Ledger
 from bulkinvoke.s3uri import parse_s3_uri
 from bulkinvoke.states import State
 from tests.test_export import read_export

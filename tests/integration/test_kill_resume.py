@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bulkinvoke.emulator import LocalStack
-from bulkinvoke.ledger.store import read_ledger
+from bulkinvoke.export.frame import read_ledger
 from bulkinvoke.manifest.ids import inference_id
 
 from .conftest import cli_env, make_dataset, run_cli

@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from bulkinvoke.emulator import LocalStack
-from bulkinvoke.ledger.store import read_ledger
+from bulkinvoke.export.frame import read_ledger
 from bulkinvoke.reports.model import build_report
 from bulkinvoke.scale.lease import Lease, LeaseHeld
 

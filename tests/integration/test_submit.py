@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from bulkinvoke.emulator import LocalStack
-from bulkinvoke.ledger.store import read_ledger
+from bulkinvoke.export.frame import read_ledger
 from bulkinvoke.manifest.ids import inference_id, output_filename
 from bulkinvoke.states import State
 

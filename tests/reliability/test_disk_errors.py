@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from bulkinvoke.cli.app import app
 from bulkinvoke.emulator import LocalStack
-from bulkinvoke.ledger.store import read_ledger
+from bulkinvoke.export.frame import read_ledger
 from bulkinvoke.manifest.ids import inference_id
 
 from .conftest import ENDPOINT, assert_clean_error, cli_env, make_dataset, run_cli, with_fault_hook

@@ -38,7 +38,7 @@ from typer.testing import CliRunner, Result
 import bulkinvoke.run.runner
 from bulkinvoke.cli.app import app
 from bulkinvoke.emulator import LocalStack
-from bulkinvoke.ledger.store import read_ledger
+from bulkinvoke.export.frame import read_ledger
 from bulkinvoke.manifest.loader import read_manifest
 
 from .conftest import (

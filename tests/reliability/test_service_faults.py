@@ -20,7 +20,8 @@ import pytest
 from fault_proxy import FaultProxy
 
 from bulkinvoke.emulator import LocalStack
-from bulkinvoke.ledger.store import Ledger, read_ledger
+from bulkinvoke.export.frame import read_ledger
+from bulkinvoke.ledger.store import Ledger
 from bulkinvoke.manifest.ids import inference_id
 from bulkinvoke.states import State
 
