@@ -59,8 +59,9 @@ from typing import Any
 import boto3
 
 from bulkinvoke.emulator import EmulatorConfig, EndpointSpec, LocalStack, start_local_stack
+from bulkinvoke.errors import LedgerError
 from bulkinvoke.ledger.schema import event_schema, fold, read_parquet
-from bulkinvoke.ledger.store import Ledger, LedgerError
+from bulkinvoke.ledger.store import Ledger
 from bulkinvoke.manifest.ids import inference_id
 from bulkinvoke.states import State, check_transition
 

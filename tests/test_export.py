@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from bulkinvoke.cli.app import app
+from bulkinvoke.errors import ExportError, ExportStopped
 from bulkinvoke.export.frame import read_ledger
 from bulkinvoke.export.outputs import (
     FAILURE_STREAK,
@@ -32,14 +33,7 @@ from bulkinvoke.export.outputs import (
     json_fields,
     plan_chunks,
 )
-from bulkinvoke.export.table import (
-    ExportError,
-    ExportStopped,
-    csv_safe,
-    export_table,
-    iso_times,
-    json_lines,
-)
+from bulkinvoke.export.table import csv_safe, export_table, iso_times, json_lines
 from bulkinvoke.ledger.store import Event, Ledger
 from bulkinvoke.states import State
 

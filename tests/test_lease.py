@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from bulkinvoke.scale.lease import Lease, LeaseHeld
+from bulkinvoke.errors import LeaseHeld
+from bulkinvoke.scale.lease import Lease
 
 WRITTEN = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)  # LastModified: .9 s cut off
 

@@ -25,17 +25,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bulkinvoke
+from bulkinvoke.errors import LedgerCorrupt, LedgerError, LedgerLocked, LedgerWriteError, RunExists
+from bulkinvoke.export.frame import read_ledger
 from bulkinvoke.ledger.schema import EVENT_COLUMNS, TIMESTAMPS
-from bulkinvoke.ledger.store import (
-    Event,
-    Ledger,
-    LedgerCorrupt,
-    LedgerError,
-    LedgerLocked,
-    LedgerWriteError,
-    RunExists,
-    read_ledger,
-)
+from bulkinvoke.ledger.store import Event, Ledger
 from bulkinvoke.states import State
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bulkinvoke.errors import ManifestError
 from bulkinvoke.manifest.delimited import quoted_rows, unquoted_rows
 from bulkinvoke.manifest.loader import (
     _VALID_LOCATION,
@@ -27,7 +28,6 @@ from bulkinvoke.manifest.loader import (
     TABLE_SCHEMA,
     Duplicate,
     Manifest,
-    ManifestError,
     ManifestProblem,
     problems_table,
     read_manifest,

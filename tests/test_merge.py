@@ -9,10 +9,10 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from bulkinvoke.errors import MergeError
 from bulkinvoke.export.frame import read_ledger
 from bulkinvoke.ledger.store import Event, Ledger
 from bulkinvoke.reports.model import build_report
-from bulkinvoke.scale.union import MergeError
 from bulkinvoke.states import State
 
 

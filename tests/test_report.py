@@ -20,12 +20,13 @@ from hypothesis import strategies as st
 from rich.console import Console
 from typer.testing import CliRunner
 
+from bulkinvoke.cli.render import render_report
 from bulkinvoke.cli.report import report_command
 from bulkinvoke.export.frame import read_ledger
 from bulkinvoke.ledger.store import Event, Ledger
 from bulkinvoke.reports.html import render_html
+from bulkinvoke.reports.markdown import render_markdown
 from bulkinvoke.reports.model import REASON_MAX, TOP_GROUPS, build_report, normalise
-from bulkinvoke.reports.text import render_markdown, render_text
 from bulkinvoke.states import State
 
 T0 = 1_700_000_000.0
@@ -322,7 +323,7 @@ def test_custom_attributes_and_credentials_never_reach_the_report(tmp_path: Path
     report = build_report(make_run(tmp_path / "run", items, RUN_ATTRIBUTES))
     outputs = [json.dumps(report), render_markdown(report), render_html(report)]
     console = Console(file=io.StringIO(), width=200)
-    render_text(console, report)
+    render_report(console, report)
     outputs.append(console.file.getvalue())
     for text in outputs:
         for secret in ("run-wide-attr-9f1c", "row-secret-77", "AKIAIOSFODNN7EXAMPLE", "hunter2"):
@@ -339,7 +340,7 @@ def test_json_round_trips(mixed_report: dict) -> None:
 
 def test_renderings(mixed_report: dict) -> None:
     console = Console(file=io.StringIO(), width=100)
-    render_text(console, mixed_report)
+    render_report(console, mixed_report)
     text = console.file.getvalue()
     assert "succeeded" in text and "p99" in text and "top failure reasons" in text
     markdown = render_markdown(mixed_report)
@@ -378,7 +379,7 @@ def test_empty_run(tmp_path: Path) -> None:
     html = render_html(report)
     assert "<svg" not in html and html.count("no data") == 3
     render_markdown(report)
-    render_text(Console(file=io.StringIO()), report)
+    render_report(Console(file=io.StringIO()), report)
 
 
 def test_a_run_with_no_rows(tmp_path: Path) -> None:

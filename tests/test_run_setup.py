@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bulkinvoke.calls.aws import AwsConfigError, AwsSettings, check_settings
+from bulkinvoke.calls.aws import AwsSettings, check_settings
+from bulkinvoke.errors import AwsConfigError, RunError
 from bulkinvoke.request_options import RequestOptions
-from bulkinvoke.run.definition import RunError, RunOptions, parse_max_failures
+from bulkinvoke.run.definition import RunOptions, parse_max_failures
 from bulkinvoke.run.runner import submit
 
 

@@ -14,10 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bulkinvoke.cli.app import app
+from bulkinvoke.errors import ShardError
 from bulkinvoke.manifest.ids import inference_id
 from bulkinvoke.manifest.loader import TABLE_SCHEMA, Duplicate, Manifest, ManifestProblem
 from bulkinvoke.run.runner import default_run_dir
-from bulkinvoke.scale.shards import Shard, ShardError, resolve_shard, select_shard, shard_of
+from bulkinvoke.scale.shards import Shard, resolve_shard, select_shard, shard_of
 
 
 def make_manifest(locations: list[str], own_ids: list[str | None] | None = None) -> Manifest:

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from bulkinvoke.reports.summary import render_status, render_summary
+from bulkinvoke.cli.render import render_status, render_summary
 
 STOP = "ClientError: expected [/] and [bold]kept[/bold] as written"
 RUN_DIR = "/runs/[red]odd[/red]-dir"

@@ -10,6 +10,8 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
+from bulkinvoke.errors import AwsConfigError
+
 DEFAULT_CALL_TIMEOUT = 60.0
 
 
@@ -21,10 +23,6 @@ class Transport(Enum):
     DIRECT = "direct"
     # Everything through the botocore client, at about twice the client CPU per call.
     BOTOCORE = "botocore"
-
-
-class AwsConfigError(Exception):
-    """The AWS configuration cannot work (no region, unknown profile): a usage error."""
 
 
 @dataclass(frozen=True)

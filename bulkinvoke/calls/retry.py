@@ -39,6 +39,8 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.retries.standard import ThrottledRetryableChecker, TransientRetryableChecker
 
+from bulkinvoke.errors import error_code
+
 T = TypeVar("T")
 
 
@@ -110,7 +112,7 @@ def classify(error: BaseException) -> ErrorClass:
 
 def _classify_response(error: ClientError) -> ErrorClass:
     details = error.response.get("Error", {})
-    code = str(details.get("Code") or "Unknown")
+    code = error_code(error) or "Unknown"
     # Some messages go on, after the first line, with the canonical request: headers included.
     message = _one_line(str(details.get("Message") or "").partition("\n")[0])
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")

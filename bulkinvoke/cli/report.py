@@ -1,4 +1,4 @@
-"""``bulkinvoke report``: parse the options, build the report, render it in the chosen format."""
+"""``bulkinvoke report`` and ``status``: what a run holds, read from its ledger alone."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from bulkinvoke.cli.errors import err, fail, wide_when_piped
+from bulkinvoke.cli.errors import err, expected_errors, fail, wide_when_piped
+from bulkinvoke.cli.options import RunDirArgument
+from bulkinvoke.cli.render import out, render_report, render_status
 
 
 class ReportFormat(StrEnum):
@@ -61,23 +63,16 @@ def report_command(
     """Counts, timings, latency percentiles, failures grouped by reason and charts of a run,
     from its ledger alone (no AWS calls but to download s3:// ledgers; works while the run is
     in progress). The shards of one run make one report of their union."""
-    from bulkinvoke.calls.aws import AwsConfigError
-    from bulkinvoke.ledger.errors import LedgerError
     from bulkinvoke.reports.model import build_report
     from bulkinvoke.scale.union import local_runs
 
     chosen = format or _BY_SUFFIX.get(output.suffix.lower() if output else "", ReportFormat.TEXT)
-    try:
-        with local_runs(sources) as run_dirs:
-            report = build_report(run_dirs[0] if len(run_dirs) == 1 else run_dirs)
-    except (LedgerError, AwsConfigError) as error:
-        fail(str(error))
+    with expected_errors(), local_runs(sources) as run_dirs:
+        report = build_report(run_dirs[0] if len(run_dirs) == 1 else run_dirs)
     # Downloaded runs live in a temporary directory: name them as the user did.
     report["run"]["run_dir"] = ", ".join(sources)
     if output is None and chosen is ReportFormat.TEXT:
-        from bulkinvoke.reports.text import render_text
-
-        render_text(wide_when_piped(Console(soft_wrap=True)), report)
+        render_report(wide_when_piped(Console(soft_wrap=True)), report)
         return
     text = _render(report, chosen)
     if output is None:
@@ -95,15 +90,28 @@ def _render(report: dict[str, Any], chosen: ReportFormat) -> str:
     if chosen is ReportFormat.JSON:
         return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     if chosen is ReportFormat.MARKDOWN:
-        from bulkinvoke.reports.text import render_markdown
+        from bulkinvoke.reports.markdown import render_markdown
 
         return render_markdown(report)
     if chosen is ReportFormat.HTML:
         from bulkinvoke.reports.html import render_html
 
         return render_html(report)
-    from bulkinvoke.reports.text import render_text
-
     buffer = io.StringIO()
-    render_text(Console(file=buffer, width=TEXT_FILE_WIDTH, soft_wrap=True), report)
+    render_report(Console(file=buffer, width=TEXT_FILE_WIDTH, soft_wrap=True), report)
     return buffer.getvalue()
+
+
+def status_command(
+    run_dir: RunDirArgument,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Counts by state, from the ledger alone (no AWS calls)."""
+    from bulkinvoke.reports.summary import run_status
+
+    with expected_errors():
+        summary = run_status(run_dir)
+    if as_json:
+        out.print_json(json.dumps(summary))
+    else:
+        render_status(out, summary)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bulkinvoke.calls.retry import ErrorKind, classify
-from bulkinvoke.export.table import ExportStopped
+from bulkinvoke.errors import ExportStopped, error_code
 from bulkinvoke.s3uri import bucket_owner_args, parse_s3_uri
 from bulkinvoke.states import State
 
@@ -211,7 +211,7 @@ class Downloader:
             )
             data = response["Body"].read()
         except (ClientError, BotoCoreError) as error:
-            if isinstance(error, ClientError) and _code(error) == "InvalidRange":
+            if isinstance(error, ClientError) and error_code(error) == "InvalidRange":
                 # S3's answer to a range on an empty object: it has no byte 0.
                 return Body("", "utf-8"), False
             problem = classify(error)
@@ -219,10 +219,6 @@ class Downloader:
         truncated = len(data) > self.limit
         text, encoding = decode_body(data[: self.limit], truncated)
         return Body(text, encoding, truncated), False
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
 
 
 def json_fields(text: str | None) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
+from bulkinvoke.errors import ExportError
 from bulkinvoke.states import State
 
 if TYPE_CHECKING:
@@ -37,15 +38,6 @@ OUTPUT_CHUNK_ROWS = 1000
 OUTPUT_CHUNK_BYTES = 16 * 1024 * 1024
 # A spreadsheet runs a cell that starts with one of these as a formula.
 CSV_FORMULA_START = r"^[=+\-@\t\r]"
-
-
-class ExportError(ValueError):
-    """The export cannot be made as asked: file name, state name, path, AWS settings."""
-
-
-class ExportStopped(ExportError):
-    """Output downloads kept failing for a reason that is S3's (credentials, access, network)
-    rather than one object's."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bulkinvoke.ledger.errors import LedgerCorrupt, LedgerError, LedgerLocked, RunExists
+from bulkinvoke.errors import LedgerCorrupt, LedgerError, LedgerLocked, RunExists
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from bulkinvoke.ledger.errors import LedgerCorrupt
+from bulkinvoke.errors import LedgerCorrupt
 from bulkinvoke.states import State
 
 if TYPE_CHECKING:

@@ -16,13 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from bulkinvoke.ledger.errors import (
-    LedgerCorrupt,
-    LedgerError,
-    LedgerLocked,
-    LedgerWriteError,
-    RunExists,
-)
+from bulkinvoke.errors import LedgerCorrupt, LedgerError, LedgerLocked, LedgerWriteError, RunExists
 from bulkinvoke.ledger.files import (
     BATCH_RECOVERY,
     COMPACTION_RECOVERY,

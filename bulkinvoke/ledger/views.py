@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bulkinvoke.ledger.errors import LedgerCorrupt, LedgerError
+from bulkinvoke.errors import LedgerCorrupt, LedgerError
 from bulkinvoke.ledger.schema import EVENT_COLUMNS, run_ends
 from bulkinvoke.states import State
 

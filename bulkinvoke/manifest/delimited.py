@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from itertools import chain, islice, repeat
 from typing import Any
 
-from bulkinvoke.manifest.rows import ManifestError, RawRows, header_columns, split_lines
+from bulkinvoke.errors import ManifestError
+from bulkinvoke.manifest.rows import RawRows, header_columns, split_lines
 
 # Records per chunk: big enough to amortise the per-chunk work, small enough not to matter.
 _CHUNK = 65536

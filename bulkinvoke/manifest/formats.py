@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
+from bulkinvoke.errors import ManifestError
 from bulkinvoke.manifest.delimited import read_delimited
 from bulkinvoke.manifest.rows import (
     INTEGER_COLUMNS,
     OVERRIDE_COLUMNS,
     URI_COLUMNS,
-    ManifestError,
     RawRows,
     column_name,
     fingerprint,

@@ -19,14 +19,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from bulkinvoke.errors import ManifestError
 from bulkinvoke.manifest.formats import list_prefix_rows, read_file
-from bulkinvoke.manifest.rows import (
-    INTEGER_COLUMNS,
-    OVERRIDE_COLUMNS,
-    ManifestError,
-    RawRows,
-    shown,
-)
+from bulkinvoke.manifest.rows import INTEGER_COLUMNS, OVERRIDE_COLUMNS, RawRows, shown
 from bulkinvoke.request_options import (
     INPUT_LOCATION_MAX,
     RequestOptions,

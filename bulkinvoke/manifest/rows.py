@@ -14,10 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-
-class ManifestError(Exception):
-    """The manifest as a whole cannot be used; ``str(error)`` is a one-line message for the user."""
-
+from bulkinvoke.errors import ManifestError
 
 # Accepted names of the URI column, in order of preference when a manifest has several.
 URI_COLUMNS = ("input_location", "s3_uri", "input_uri", "uri")

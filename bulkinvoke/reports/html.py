@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from html import escape
 from typing import Any
 
-from bulkinvoke.reports import text as fmt
+from bulkinvoke.reports import formatting as fmt
 from bulkinvoke.states import State
 
 COLOURS = {

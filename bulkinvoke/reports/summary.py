@@ -1,4 +1,4 @@
-"""The end-of-run summary and ``status``: plain dicts for scripts, rich tables for people."""
+"""The end-of-run summary and ``status`` as plain dicts (for scripts, and for ``cli.render``)."""
 
 from __future__ import annotations
 
@@ -8,23 +8,12 @@ from typing import TYPE_CHECKING, Any
 from bulkinvoke.states import State
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from bulkinvoke.run.runner import RunResult
 
 _NEXT_STEP = {
     "incomplete": "bulkinvoke resume {run_dir}",
     "stopped": "fix the cause above, then: bulkinvoke resume {run_dir}",
     "accepted": "bulkinvoke resume {run_dir}  (waits for the results)",
-}
-_STATE_STYLES = {
-    State.SUCCEEDED: "green",
-    State.FAILED: "red",
-    State.EXPIRED: "red",
-    State.REJECTED: "red",
-    State.SUBMITTED: "cyan",
-    State.SUBMITTING: "yellow",
-    State.PENDING: "dim",
 }
 
 
@@ -80,7 +69,7 @@ def _next_local_step(result: RunResult) -> str | None:
 
 
 def run_status(run_dir: Path) -> dict[str, Any]:
-    from bulkinvoke.ledger.errors import LedgerError
+    from bulkinvoke.errors import LedgerError
     from bulkinvoke.ledger.store import Ledger
 
     if not Ledger.exists(run_dir):
@@ -95,52 +84,3 @@ def run_status(run_dir: Path) -> dict[str, Any]:
         "items": sum(counts.values()),
         "counts": _all_counts(counts),
     }
-
-
-def _counts_table(counts: dict[str, int], total: int) -> Any:
-    from rich.table import Table
-
-    table = Table(show_header=True, header_style="bold")
-    table.add_column("state")
-    table.add_column("items", justify="right")
-    table.add_column("share", justify="right")
-    for state in State:
-        n = counts[state.value]
-        if n:
-            share = f"{100 * n / total:.1f}%" if total else "-"
-            style = _STATE_STYLES[state]
-            table.add_row(f"[{style}]{state.value}[/]", str(n), share)
-    return table
-
-
-def render_summary(console: Console, summary: dict[str, Any]) -> None:
-    """What this session did; the report printed before it says what the run holds."""
-    console.print(
-        f"{summary['outcome']}: {summary['items']} items, "
-        f"{summary['submitted_this_session']} sent this session in {summary['elapsed_s']:.1f} s"
-        + (f" ({summary['finished_per_s']:.1f} finished/s)" if summary["finished_per_s"] else ""),
-        highlight=False,
-        markup=False,
-    )
-    if summary["duplicate_rows"]:
-        console.print(f"{summary['duplicate_rows']} duplicate manifest rows were sent once")
-    if summary["earlier_run_results"]:
-        console.print(
-            f"{summary['earlier_run_results']} results were an earlier run's (written before "
-            "their calls): use another --id-namespace for fresh ones"
-        )
-    if summary["stop_reason"]:
-        console.print(summary["stop_reason"], style="yellow", highlight=False, markup=False)
-    console.print(f"ledger: {summary['run_dir']}", highlight=False, markup=False)
-    if summary["next_step"]:
-        console.print(f"next: {summary['next_step']}", highlight=False, markup=False)
-
-
-def render_status(console: Console, summary: dict[str, Any]) -> None:
-    console.print(
-        f"{summary['run_dir']}: {summary['items']} items of {summary['manifest']} "
-        f"on endpoint {summary['endpoint']}",
-        highlight=False,
-        markup=False,
-    )
-    console.print(_counts_table(summary["counts"], summary["items"]))

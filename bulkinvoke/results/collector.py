@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from bulkinvoke.errors import error_code
 from bulkinvoke.s3uri import S3Location, bucket_owner_args, parse_s3_uri
 from bulkinvoke.states import State
 
@@ -215,7 +216,7 @@ class Collector:
         try:
             head = self._s3.head_object(Bucket=target.bucket, Key=target.key, **self._owner_args)
         except self._s3.exceptions.ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if error_code(error) in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
         return _Seen(head["ContentLength"], head["LastModified"].timestamp())

@@ -8,11 +8,12 @@ import math
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkinvoke.calls.aws import AwsSettings
+from bulkinvoke.errors import InvalidManifest, RunError
 from bulkinvoke.ledger.store import Event, Ledger
 from bulkinvoke.ledger.views import duplicates_table
 from bulkinvoke.manifest.loader import Manifest, problems_table, read_manifest
@@ -29,17 +30,6 @@ if TYPE_CHECKING:
 
 RUNS_ROOT = Path("bulkinvoke-runs")
 CONFIG_VERSION = 1
-
-
-class RunError(Exception):
-    """A run cannot start as asked (a usage error: nothing was sent)."""
-
-
-class InvalidManifest(RunError):
-    def __init__(self, manifest: Manifest) -> None:
-        self.manifest = manifest
-        n = len(manifest.problems)
-        super().__init__(f"{manifest.source}: {n} invalid row{'s' * (n != 1)}; nothing was sent")
 
 
 @dataclass(frozen=True)
@@ -68,6 +58,13 @@ class RunOptions:
         values["request"] = RequestOptions(**values["request"])
         values["aws"] = AwsSettings.from_config(values["aws"])
         return cls(**values)
+
+    def with_rate_shared_by(self, shards: int | None) -> RunOptions:
+        """With ``--shards N``, ``--rate R`` is the endpoint's total: each shard takes R/N (what
+        run.json records). ``--shard K/N`` alone leaves the rate per shard."""
+        if self.rate is None or shards is None:
+            return self
+        return replace(self, rate=self.rate / shards)
 
 
 # Changing these would change what an attempt sends, so a continued run must keep them.

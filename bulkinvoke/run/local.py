@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bulkinvoke.calls.aws import AwsSettings, make_clients
-from bulkinvoke.run.definition import RunError
+from bulkinvoke.errors import RunError
 from bulkinvoke.s3uri import bucket_owner_args, parse_s3_uri
 
 LOCAL_BUCKET = "bulkinvoke-local"

@@ -20,6 +20,7 @@ from bulkinvoke.calls.invoker import Call, Invoker
 from bulkinvoke.calls.limiter import RateLimiter
 from bulkinvoke.calls.retry import RetryPolicy
 from bulkinvoke.calls.transport import DirectRuntimeClient
+from bulkinvoke.errors import InvalidManifest, RunError
 from bulkinvoke.events import NoticeLevel, Subscribers
 from bulkinvoke.exit_codes import ExitCode
 from bulkinvoke.ledger.files import CONFIG_NAME, read_config
@@ -27,8 +28,6 @@ from bulkinvoke.ledger.store import Event, Ledger
 from bulkinvoke.results.collector import Collector
 from bulkinvoke.results.notifications import NotificationQueue
 from bulkinvoke.run.definition import (
-    InvalidManifest,
-    RunError,
     RunOptions,
     check_options,
     check_same_run,

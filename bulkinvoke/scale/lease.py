@@ -40,7 +40,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bulkinvoke.ledger.errors import LedgerError, LedgerLocked
+from bulkinvoke.errors import LeaseHeld, LeaseLost, error_code
 
 LEASE_NAME = "_lease.json"
 DEFAULT_LEASE_SECONDS = 60.0
@@ -55,16 +55,8 @@ _SPARE_FRACTION = 0.2
 _SERVER_CLOCK_RESOLUTION = 1.0
 
 
-class LeaseHeld(LedgerLocked):
-    """Another live process holds the lease."""
-
-
-class LeaseLost(LedgerError):
-    """The lease this process held was taken by another process (it had expired)."""
-
-
 def _conflict(error: ClientError) -> bool:
-    return str(error.response.get("Error", {}).get("Code", "")) in _CONFLICTS
+    return error_code(error) in _CONFLICTS
 
 
 class Lease:

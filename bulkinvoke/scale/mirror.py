@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from bulkinvoke.errors import LeaseLost, LedgerError, MirrorError, error_code
 from bulkinvoke.events import NoticeLevel, Subscribers
-from bulkinvoke.ledger.errors import LedgerError
 from bulkinvoke.ledger.files import (
     CONFIG_NAME,
     DUPLICATES_NAME,
@@ -47,10 +47,9 @@ from bulkinvoke.ledger.files import (
     write_durably,
 )
 from bulkinvoke.s3uri import parse_s3_uri
-from bulkinvoke.scale.lease import DEFAULT_LEASE_SECONDS, LEASE_NAME, Lease, LeaseLost
+from bulkinvoke.scale.lease import DEFAULT_LEASE_SECONDS, LEASE_NAME, Lease
 from bulkinvoke.scale.mirror_files import (
     EVENT_NAME,
-    MirrorError,
     download_run,
     last_seq,
     list_prefix,
@@ -263,7 +262,7 @@ class LedgerMirror:
             )
             self._remote[name] = str(response.get("ETag", "")).strip('"')
         except ClientError as error:
-            if not immutable or _error_code(error) not in ("PreconditionFailed", "412"):
+            if not immutable or error_code(error) not in ("PreconditionFailed", "412"):
                 raise
             # Already there: this process's own earlier upload (whose answer was lost), or
             # another writer's file.
@@ -419,10 +418,6 @@ def _identity(config: dict[str, Any]) -> tuple[Any, ...]:
     manifest = config.get("manifest") or {}
     options = config.get("options") or {}
     return manifest.get("fingerprint"), config.get("shard"), options.get("endpoint")
-
-
-def _error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
 
 
 def _newest_compaction(events_dir: Path) -> str | None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from bulkinvoke.ledger.errors import LedgerError
+from bulkinvoke.errors import MirrorError, error_code
 from bulkinvoke.ledger.files import (
     CONFIG_NAME,
     DUPLICATES_NAME,
@@ -27,10 +27,6 @@ if TYPE_CHECKING:
 
 EVENT_NAME = re.compile(rf"{EVENTS_DIR}/([bc])-(\d{{12}})\.parquet")
 _DOWNLOAD_ATTEMPTS = 5
-
-
-class MirrorError(LedgerError):
-    """The mirror cannot be used as asked (nothing there, or it is ahead of the local run)."""
 
 
 def mirror_client(run_dir: Path, overrides: AwsSettings | None) -> tuple[Any, dict[str, str]]:
@@ -88,7 +84,7 @@ def download_run(s3: Any, uri: str, run_dir: Path, owner_args: dict[str, str]) -
                 write_durably(run_dir / name, data)
                 copied[name] = md5_hex(data)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "NoSuchKey":
+            if error_code(error) != "NoSuchKey":
                 raise
             continue  # a writer compacted meanwhile and removed a file: list again
         return copied

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from bulkinvoke.errors import ShardError
 from bulkinvoke.manifest.ids import inference_id
 
 if TYPE_CHECKING:
@@ -35,10 +36,6 @@ ARRAY_SIZE_ENV = "AWS_BATCH_JOB_ARRAY_SIZE"
 # AWS Batch array jobs have at most 10,000 children.
 MAX_SHARDS = 10_000
 _SPEC = re.compile(r"\s*(\d+)\s*(?:/\s*(\d+)\s*)?")
-
-
-class ShardError(ValueError):
-    """A --shard / --shards combination that names no shard."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bulkinvoke.ledger.errors import LedgerError
+from bulkinvoke.errors import MergeError
 from bulkinvoke.ledger.files import CONFIG_NAME, PLAN_NAME
 from bulkinvoke.scale.shards import Shard
 
@@ -28,10 +28,6 @@ if TYPE_CHECKING:
 
 # What must be equal for runs to be parts of one run: the requests they send.
 _SAME_OPTIONS = ("endpoint", "request", "output_path_extension", "id_namespace")
-
-
-class MergeError(LedgerError):
-    """The runs given are not the shards of one run."""
 
 
 def merged_latest(
@@ -126,8 +122,9 @@ def local_runs(sources: Sequence[str], aws: AwsSettings | None = None) -> Iterat
 def _download_runs(s3: Any, source: str, target: Path, aws: AwsSettings | None) -> list[Path]:
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from bulkinvoke.errors import MirrorError
     from bulkinvoke.s3uri import bucket_owner_args
-    from bulkinvoke.scale.mirror_files import MirrorError, download_run, list_prefix
+    from bulkinvoke.scale.mirror_files import download_run, list_prefix
 
     prefix = source if source.endswith("/") else source + "/"
     owner = aws.expected_bucket_owner if aws else None

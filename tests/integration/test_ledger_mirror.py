@@ -13,10 +13,11 @@ import pyarrow as pa
 import pytest
 from botocore.exceptions import ReadTimeoutError
 
+from bulkinvoke.errors import LeaseHeld, LeaseLost, MirrorError
 from bulkinvoke.events import Subscribers
 from bulkinvoke.ledger.store import Event, Ledger
-from bulkinvoke.scale.lease import Lease, LeaseHeld, LeaseLost
-from bulkinvoke.scale.mirror import LedgerMirror, MirrorError, MirrorSettings, open_mirror
+from bulkinvoke.scale.lease import Lease
+from bulkinvoke.scale.mirror import LedgerMirror, MirrorSettings, open_mirror
 from bulkinvoke.states import State
 
 BUCKET = "mirrors"

@@ -26,9 +26,10 @@ from typing import Any
 import pandas as pd
 
 from bulkinvoke.emulator import LocalStack
+from bulkinvoke.errors import LeaseHeld
 from bulkinvoke.export.frame import read_ledger
 from bulkinvoke.reports.model import build_report
-from bulkinvoke.scale.lease import Lease, LeaseHeld
+from bulkinvoke.scale.lease import Lease
 
 from .conftest import cli_env, make_dataset, run_cli
 

@@ -1,0 +1,146 @@
+"""The terminal's forms of a run's report, end-of-run summary and status: rich tables and lines.
+
+The data comes from ``bulkinvoke.reports``; only its rendering for people lives here, beside the
+rest of what imports rich.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from bulkinvoke.cli.errors import wide_when_piped
+from bulkinvoke.reports.formatting import attempts_line, number, other_line, share, timings_line
+from bulkinvoke.states import State
+
+if TYPE_CHECKING:
+    from bulkinvoke.run.runner import DryRun
+
+# soft_wrap: a line is never broken at the terminal's (or a pipe's 80-column) width, so that
+# figures and the commands printed to copy stay whole.
+out = wide_when_piped(Console(soft_wrap=True))
+
+TEXT_GROUPS = 5
+STATE_STYLES = {
+    "succeeded": "green",
+    "failed": "red",
+    "expired": "dark_orange",
+    "rejected": "magenta",
+    "submitted": "cyan",
+    "submitting": "yellow",
+    "pending": "dim",
+}
+
+
+def render_report(console: Console, report: dict[str, Any]) -> None:
+    """Counts, one line of timings, one of attempts and the top failure reasons: short enough
+    to end the output of ``submit``."""
+    total = report["items"]
+    counts = Table(show_header=True, header_style="bold", box=None, padding=(0, 2, 0, 0))
+    counts.add_column("state")
+    counts.add_column("items", justify="right")
+    counts.add_column("share", justify="right")
+    for state in State:
+        n = report["counts"][state.value]
+        if n:
+            counts.add_row(Text(state.value, STATE_STYLES[state.value]), number(n), share(n, total))
+    counts.add_row(Text("total", "bold"), number(total), "")
+    console.print(counts)
+    console.print(timings_line(report), highlight=False, markup=False)
+    console.print(attempts_line(report), highlight=False, markup=False)
+    failures = report["failures"]
+    if not failures["groups"]:
+        return
+    table = Table(
+        title="top failure reasons", title_justify="left", header_style="bold", expand=False
+    )
+    table.add_column("items", justify="right")
+    table.add_column("state")
+    table.add_column("reason (and an example input)", overflow="fold")
+    for group in failures["groups"][:TEXT_GROUPS]:
+        reason = Text(group["reason"])
+        if group["examples"]:
+            reason.append(f"\n{group['examples'][0]}", style="dim")
+        table.add_row(
+            number(group["count"]), Text(group["state"], STATE_STYLES[group["state"]]), reason
+        )
+    console.print(table)
+    rest = other_line(failures, TEXT_GROUPS)
+    if rest:
+        console.print(rest, highlight=False, markup=False)
+
+
+def _counts_table(counts: dict[str, int], total: int) -> Table:
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("state")
+    table.add_column("items", justify="right")
+    table.add_column("share", justify="right")
+    for state in State:
+        n = counts[state.value]
+        if n:
+            table.add_row(Text(state.value, STATE_STYLES[state.value]), str(n), share(n, total))
+    return table
+
+
+def render_summary(console: Console, summary: dict[str, Any]) -> None:
+    """What this session did; the report printed before it says what the run holds."""
+    console.print(
+        f"{summary['outcome']}: {summary['items']} items, "
+        f"{summary['submitted_this_session']} sent this session in {summary['elapsed_s']:.1f} s"
+        + (f" ({summary['finished_per_s']:.1f} finished/s)" if summary["finished_per_s"] else ""),
+        highlight=False,
+        markup=False,
+    )
+    if summary["duplicate_rows"]:
+        console.print(f"{summary['duplicate_rows']} duplicate manifest rows were sent once")
+    if summary["earlier_run_results"]:
+        console.print(
+            f"{summary['earlier_run_results']} results were an earlier run's (written before "
+            "their calls): use another --id-namespace for fresh ones"
+        )
+    if summary["stop_reason"]:
+        console.print(summary["stop_reason"], style="yellow", highlight=False, markup=False)
+    console.print(f"ledger: {summary['run_dir']}", highlight=False, markup=False)
+    if summary["next_step"]:
+        console.print(f"next: {summary['next_step']}", highlight=False, markup=False)
+
+
+def render_status(console: Console, summary: dict[str, Any]) -> None:
+    console.print(
+        f"{summary['run_dir']}: {summary['items']} items of {summary['manifest']} "
+        f"on endpoint {summary['endpoint']}",
+        highlight=False,
+        markup=False,
+    )
+    console.print(_counts_table(summary["counts"], summary["items"]))
+
+
+def render_dry_run(console: Console, plan: DryRun, as_json: bool) -> None:
+    summary = {
+        "run_dir": str(plan.run_dir),
+        "items": plan.total,
+        "already_done": plan.already_done,
+        "to_send": plan.to_send,
+        "duplicates": plan.duplicates,
+        "invalid": plan.invalid,
+        "estimated_seconds": plan.estimated_s,
+        "first_ids": [{"input_location": loc, "inference_id": i} for loc, i in plan.first_ids],
+    }
+    if as_json:
+        console.print_json(json.dumps(summary))
+        return
+    console.print(f"dry run: nothing was sent. Run directory: {plan.run_dir}")
+    console.print(
+        f"{plan.total} items, {plan.already_done} already done, {plan.to_send} to send; "
+        f"{plan.duplicates} duplicate rows skipped, {plan.invalid} invalid rows"
+    )
+    for location, identifier in plan.first_ids:
+        console.print(f"  {identifier}  {location}", highlight=False)
+    if plan.estimated_s is None:
+        console.print("no --rate given: the time depends on the endpoint's speed")
+    else:
+        console.print(f"at the given rate, sending takes about {plan.estimated_s:.0f} s")
