@@ -33,7 +33,8 @@ from bulkinvoke.export.outputs import (
     json_fields,
     plan_chunks,
 )
-from bulkinvoke.export.table import csv_safe, export_table, iso_times, json_lines
+from bulkinvoke.export.table import export_table
+from bulkinvoke.export.writers import csv_safe, iso_times, json_lines
 from bulkinvoke.ledger.store import Event, Ledger
 from bulkinvoke.states import State
 

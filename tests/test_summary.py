@@ -48,7 +48,7 @@ def test_a_local_run_names_the_same_command_never_resume_or_retry() -> None:
     from pathlib import Path
 
     from bulkinvoke.reports.summary import result_summary
-    from bulkinvoke.run.engine import Outcome
+    from bulkinvoke.run.outcome import Outcome
     from bulkinvoke.run.runner import RunResult
     from bulkinvoke.states import State
 

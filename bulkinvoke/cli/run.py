@@ -37,7 +37,7 @@ from bulkinvoke.cli.render import out, render_report, render_summary
 if TYPE_CHECKING:
     from bulkinvoke.events import Subscribers
     from bulkinvoke.run.runner import RunResult
-    from bulkinvoke.scale.mirror import MirrorSettings
+    from bulkinvoke.scale.mirror_settings import MirrorSettings
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class RunDisplay:
 
 
 def mirror_settings(uri: str | None, lease_seconds: float | None = None) -> MirrorSettings | None:
-    from bulkinvoke.scale.mirror import MirrorSettings
+    from bulkinvoke.scale.mirror_settings import MirrorSettings
 
     if uri is None:
         return None

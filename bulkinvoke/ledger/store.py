@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from bulkinvoke.errors import LedgerCorrupt, LedgerError, LedgerLocked, LedgerWriteError, RunExists
+from bulkinvoke.errors import LedgerError, LedgerWriteError, RunExists
 from bulkinvoke.ledger.files import (
     BATCH_RECOVERY,
     COMPACTION_RECOVERY,
@@ -59,16 +59,6 @@ from bulkinvoke.states import State
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-__all__ = [
-    "Event",
-    "Ledger",
-    "LedgerCorrupt",
-    "LedgerError",
-    "LedgerLocked",
-    "LedgerWriteError",
-    "RunExists",
-]
 
 _READ_ATTEMPTS = 5
 
@@ -192,11 +182,7 @@ class Ledger:
         return read_parquet(path, ["row", "first_row"], None, PLAN_RECOVERY)
 
     def record(self, event: Event) -> None:
-        self._check_writable()
-        if not isinstance(event, Event):
-            raise TypeError(f"a ledger records Events, not {type(event).__name__}")
-        with self._buffer_guard:
-            self._buffer.append(event)
+        self.record_many((event,))
 
     def record_many(self, events: Iterable[Event]) -> None:
         self._check_writable()

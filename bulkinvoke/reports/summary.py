@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from bulkinvoke.states import State
 
 if TYPE_CHECKING:
-    from bulkinvoke.run.runner import RunResult
+    from bulkinvoke.run.outcome import RunResult
 
 _NEXT_STEP = {
     "incomplete": "bulkinvoke resume {run_dir}",

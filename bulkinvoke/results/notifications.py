@@ -190,3 +190,20 @@ class NotificationListener:
             except queue.Empty:
                 return
             self._notifications.delete(receipts)
+
+
+class EarlyNotices:
+    """Notices for inference IDs no one awaits yet: another run's, or a result that came before
+    its call's answer did. Kept (up to ``capacity``) until that answer arrives; what is not kept,
+    the queue delivers again, since its receipts are never acknowledged."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._capacity = capacity
+        self._kept: dict[str, tuple[ResultNotice, list[str]]] = {}
+
+    def keep(self, notice: ResultNotice, receipts: list[str]) -> None:
+        if len(self._kept) < self._capacity:
+            self._kept[notice.inference_id] = (notice, receipts)
+
+    def pop(self, inference_id: str) -> tuple[ResultNotice, list[str]] | None:
+        return self._kept.pop(inference_id, None)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkinvoke.calls.aws import AwsSettings
 from bulkinvoke.errors import InvalidManifest, RunError
+from bulkinvoke.ledger.identity import REQUEST_DEFINING_OPTIONS
 from bulkinvoke.ledger.store import Event, Ledger
 from bulkinvoke.ledger.views import duplicates_table
 from bulkinvoke.manifest.loader import Manifest, problems_table, read_manifest
@@ -26,7 +27,7 @@ from bulkinvoke.scale.shards import Shard, select_shard
 from bulkinvoke.states import State
 
 if TYPE_CHECKING:
-    from bulkinvoke.scale.mirror import MirrorSettings
+    from bulkinvoke.scale.mirror_settings import MirrorSettings
 
 RUNS_ROOT = Path("bulkinvoke-runs")
 CONFIG_VERSION = 1
@@ -65,10 +66,6 @@ class RunOptions:
         if self.rate is None or shards is None:
             return self
         return replace(self, rate=self.rate / shards)
-
-
-# Changing these would change what an attempt sends, so a continued run must keep them.
-_FIXED_OPTIONS = ("endpoint", "request", "output_path_extension", "id_namespace")
 
 
 def default_run_dir(manifest: str, endpoint: str, shard: Shard | None = None) -> Path:
@@ -257,7 +254,7 @@ def check_same_run(
 
 def _fixed_values(before: RunOptions, now: RunOptions) -> Iterator[tuple[str, Any, Any]]:
     """(option, value before, value now) for every option a continued run must keep."""
-    for name in _FIXED_OPTIONS:
+    for name in REQUEST_DEFINING_OPTIONS:
         if name == "request":
             for option in fields(RequestOptions):
                 yield (

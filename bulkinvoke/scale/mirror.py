@@ -29,7 +29,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,10 +43,10 @@ from bulkinvoke.ledger.files import (
     PLAN_NAME,
     list_event_files,
     read_config,
-    write_durably,
 )
+from bulkinvoke.ledger.identity import run_identity
 from bulkinvoke.s3uri import parse_s3_uri
-from bulkinvoke.scale.lease import DEFAULT_LEASE_SECONDS, LEASE_NAME, Lease
+from bulkinvoke.scale.lease import LEASE_NAME, Lease
 from bulkinvoke.scale.mirror_files import (
     EVENT_NAME,
     download_run,
@@ -56,44 +55,14 @@ from bulkinvoke.scale.mirror_files import (
     md5_hex,
     needed_events,
 )
+from bulkinvoke.scale.mirror_settings import MirrorSettings, MirrorState
 
 if TYPE_CHECKING:
-    from bulkinvoke.scale.shards import Shard
+    pass
 
 # How often the background thread looks for a new compaction.
 POLL_SECONDS = 1.0
 _SYNC_ATTEMPTS = 5
-# In the run directory: what the prefix held when this directory last synced it.
-STATE_NAME = "mirror.json"
-
-
-@dataclass(frozen=True)
-class MirrorSettings:
-    uri: str
-    lease_seconds: float = DEFAULT_LEASE_SECONDS
-
-    def __post_init__(self) -> None:
-        if not self.uri.startswith("s3://") or not self.uri[5:].split("/", 1)[0]:
-            raise MirrorError(f"--ledger-uri takes s3://bucket/prefix/, not {self.uri!r}")
-        if not self.uri.endswith("/"):
-            object.__setattr__(self, "uri", self.uri + "/")
-
-    def for_shard(self, shard: Shard | None) -> MirrorSettings:
-        """Each shard mirrors to its own ``shard-K-of-N/`` under the prefix given."""
-        return MirrorSettings(self.uri + f"{shard.label}/", self.lease_seconds) if shard else self
-
-    def to_config(self) -> dict[str, Any]:
-        return {"uri": self.uri, "lease_seconds": self.lease_seconds}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any] | None) -> MirrorSettings | None:
-        return cls(config["uri"], float(config["lease_seconds"])) if config else None
-
-
-def saved_settings(run_dir: Path) -> MirrorSettings | None:
-    """The mirror recorded in the run's run.json, if the run is here and has one."""
-    path = run_dir / CONFIG_NAME
-    return MirrorSettings.from_config(read_config(path).get("mirror")) if path.is_file() else None
 
 
 class LedgerMirror:
@@ -143,7 +112,7 @@ class LedgerMirror:
                 if name != LEASE_NAME
             }
             if (self._run_dir / CONFIG_NAME).is_file():
-                state = self._load_state()
+                state = MirrorState.load(self._run_dir, self.uri)
                 self._check_same_run(read_config(self._run_dir / CONFIG_NAME), state)
                 self._check_not_behind(state)
             elif CONFIG_NAME in self._remote:
@@ -279,7 +248,7 @@ class LedgerMirror:
         )
         return md5_hex(response["Body"].read())
 
-    def _holds(self, name: str, md5: str | None, state: _State) -> bool:
+    def _holds(self, name: str, md5: str | None, state: MirrorState) -> bool:
         """Whether the prefix's ``name`` has the content whose MD5 is ``md5``."""
         etag = self._remote.get(name)
         if md5 is None or etag is None:
@@ -305,14 +274,14 @@ class LedgerMirror:
             raise MirrorError(f"{self.uri}{CONFIG_NAME} is not a run's run.json")
         return config
 
-    def _check_same_run(self, local: dict[str, Any], state: _State) -> None:
+    def _check_same_run(self, local: dict[str, Any], state: MirrorState) -> None:
         """Refuse a prefix that holds another run than the local one."""
         if CONFIG_NAME not in self._remote:
             if any(EVENT_NAME.fullmatch(name) for name in self._remote):
                 raise MirrorError(f"{self.uri} holds ledger files but no run.json: not this run")
             return
         remote = self._remote_config()
-        same = _identity(remote) == _identity(local) and (
+        same = run_identity(remote) == run_identity(local) and (
             PLAN_NAME not in self._remote
             or self._holds(PLAN_NAME, self._local_digest(PLAN_NAME), state)
         )
@@ -322,7 +291,7 @@ class LedgerMirror:
                 f"{self._run_dir}: give each run a --ledger-uri of its own"
             )
 
-    def _check_not_behind(self, state: _State) -> None:
+    def _check_not_behind(self, state: MirrorState) -> None:
         """Refuse a prefix that went on without this directory: events beyond the local ones, or
         an event file a reader of the prefix would read that is neither one this directory
         uploaded (by ``mirror.json``) nor the same as a file here."""
@@ -349,22 +318,10 @@ class LedgerMirror:
             self._local_md5[name] = md5_hex((self._run_dir / name).read_bytes())
         return self._local_md5[name]
 
-    def _load_state(self) -> _State:
-        try:
-            saved = json.loads((self._run_dir / STATE_NAME).read_bytes())
-        except (OSError, ValueError):
-            return _State()
-        if not isinstance(saved, dict) or saved.get("uri") != self.uri:
-            return _State()
-        return _State(_strings(saved.get("md5")), _strings(saved.get("etags")))
-
     def _save_state(self, uploading: dict[str, str] | None = None) -> None:
-        state = {
-            "uri": self.uri,
-            "md5": dict(sorted({**self._synced, **(uploading or {})}.items())),
-            "etags": dict(sorted(self._remote.items())),
-        }
-        write_durably(self._run_dir / STATE_NAME, json.dumps(state, indent=1).encode())
+        MirrorState({**self._synced, **(uploading or {})}, self._remote).save(
+            self._run_dir, self.uri
+        )
 
     def _loop(self, on_lost: Callable[[str], None]) -> None:
         seen: str | None = None
@@ -398,26 +355,6 @@ class LedgerMirror:
 
     def _notice(self, level: NoticeLevel, message: str) -> None:
         self._subscribers.notice(level, message, ledger_uri=self.uri)
-
-
-@dataclass(frozen=True)
-class _State:
-    """``mirror.json``: what this directory put under the prefix (content MD5, by key; written
-    before each upload) and the ETags S3 gave those objects."""
-
-    md5: dict[str, str] = field(default_factory=dict)
-    etags: dict[str, str] = field(default_factory=dict)
-
-
-def _strings(value: Any) -> dict[str, str]:
-    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
-
-
-def _identity(config: dict[str, Any]) -> tuple[Any, ...]:
-    """What makes two run.json files the same run."""
-    manifest = config.get("manifest") or {}
-    options = config.get("options") or {}
-    return manifest.get("fingerprint"), config.get("shard"), options.get("endpoint")
 
 
 def _newest_compaction(events_dir: Path) -> str | None:

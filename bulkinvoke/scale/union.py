@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkinvoke.errors import MergeError
 from bulkinvoke.ledger.files import CONFIG_NAME, PLAN_NAME
+from bulkinvoke.ledger.identity import REQUEST_DEFINING_OPTIONS
 from bulkinvoke.scale.shards import Shard
 
 if TYPE_CHECKING:
@@ -25,9 +26,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from bulkinvoke.calls.aws import AwsSettings
-
-# What must be equal for runs to be parts of one run: the requests they send.
-_SAME_OPTIONS = ("endpoint", "request", "output_path_extension", "id_namespace")
 
 
 def merged_latest(
@@ -73,7 +71,7 @@ def check_parts(run_dirs: list[Path], configs: list[dict[str, Any]]) -> None:
     for run_dir, config, shard in zip(run_dirs, configs, shards, strict=True):
         if config["manifest"]["fingerprint"] != fingerprint:
             raise MergeError(f"{run_dir} and {first_dir} are runs of different manifests")
-        for name in _SAME_OPTIONS:
+        for name in REQUEST_DEFINING_OPTIONS:
             if config["options"].get(name) != first["options"].get(name):
                 raise MergeError(
                     f"{run_dir} and {first_dir} differ in {name.replace('_', '-')}: they are "

@@ -17,7 +17,8 @@ from bulkinvoke.errors import LeaseHeld, LeaseLost, MirrorError
 from bulkinvoke.events import Subscribers
 from bulkinvoke.ledger.store import Event, Ledger
 from bulkinvoke.scale.lease import Lease
-from bulkinvoke.scale.mirror import LedgerMirror, MirrorSettings, open_mirror
+from bulkinvoke.scale.mirror import LedgerMirror, open_mirror
+from bulkinvoke.scale.mirror_settings import MirrorSettings
 from bulkinvoke.states import State
 
 BUCKET = "mirrors"

@@ -339,7 +339,7 @@ def test_an_unexpected_error_while_sending_stops_the_run_instead_of_hanging(
     emulator: LocalStack, s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from bulkinvoke.calls.invoker import Invoker
-    from bulkinvoke.run.engine import Outcome
+    from bulkinvoke.run.outcome import Outcome
     from bulkinvoke.run.runner import RunOptions, submit
 
     data = make_dataset(s3, tmp_path, 20)

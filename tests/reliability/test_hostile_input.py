@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
 import bulkinvoke.run.runner
+import bulkinvoke.run.session
 from bulkinvoke.cli.app import app
 from bulkinvoke.emulator import LocalStack
 from bulkinvoke.export.frame import read_ledger
@@ -86,6 +87,7 @@ def target() -> Iterator[Target]:
         with pytest.MonkeyPatch.context() as patch:
             cached = functools.cache(bulkinvoke.run.runner.make_clients)
             patch.setattr(bulkinvoke.run.runner, "make_clients", cached)
+            patch.setattr(bulkinvoke.run.session, "make_clients", cached)
             yield Target(proxy, env)
     print(f"fuzzed inputs by test: {CASES}, in all {sum(CASES.values())}")
 
