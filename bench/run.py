@@ -23,6 +23,7 @@ from benchlib import Figure, machine
 
 BENCHMARKS = {
     "submit": "bench_submit",
+    "commit": "bench_commit",
     "rate": "bench_rate",
     "adapt": "bench_adapt",
     "collect": "bench_collect",

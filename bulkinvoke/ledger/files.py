@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bulkinvoke.errors import LedgerCorrupt, LedgerError, LedgerLocked, RunExists
+from bulkinvoke.errors import LedgerCorrupt, LedgerError, LedgerLocked, LedgerWriteError, RunExists
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -232,3 +232,31 @@ def check_plan_file(path: Path) -> None:
         raise LedgerCorrupt(f"{path} cannot be read ({exc}). {PLAN_RECOVERY}") from exc
     if "row" not in names or "input_location" not in names:
         raise LedgerCorrupt(f"{path} is not a bulkinvoke plan. {PLAN_RECOVERY}")
+
+
+def create_run_files(
+    run_dir: Path, plan: bytes | pa.Buffer, duplicates: bytes | pa.Buffer | None, config: bytes
+) -> RunLock:
+    """Make ``run_dir`` (0700) a new run: its plan, duplicates and run.json, durably; return its
+    lock, held."""
+    try:
+        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(run_dir, 0o700)
+    except OSError as exc:
+        raise LedgerWriteError(f"cannot create the run directory {run_dir}: {exc}") from exc
+    lock = RunLock.acquire(run_dir)
+    try:
+        check_new_run_dir(run_dir)
+        (run_dir / EVENTS_DIR).mkdir(mode=0o700, exist_ok=True)
+        write_durably(run_dir / PLAN_NAME, plan)
+        if duplicates is not None:
+            write_durably(run_dir / DUPLICATES_NAME, duplicates)
+        # run.json comes last: until it exists the directory is no run, and create may retry.
+        write_durably(run_dir / CONFIG_NAME, config)
+    except OSError as exc:
+        lock.release()
+        raise LedgerWriteError(f"cannot create the run in {run_dir}: {exc}") from exc
+    except BaseException:
+        lock.release()
+        raise
+    return lock

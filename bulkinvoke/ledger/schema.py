@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from bulkinvoke.errors import LedgerCorrupt
+from bulkinvoke.ledger.files import BATCH_RECOVERY, COMPACTION_RECOVERY, EventFiles
 from bulkinvoke.states import State
 
 if TYPE_CHECKING:
@@ -322,3 +323,34 @@ def checked_plan(plan: pa.Table) -> pa.Table:
     if len(values) and values[0] < 1:
         raise ValueError("the plan's rows are numbered from 1")
     return plan
+
+
+def listed_event_files(files: EventFiles) -> list[tuple[int, Path]]:
+    """The files a reader reads, in order: the newest compaction, then the batches after it."""
+    return ([files.compaction] if files.compaction else []) + files.batches
+
+
+def read_event_files(
+    files: EventFiles, columns: list[str] | None, dictionary: Sequence[str] = ()
+) -> list[pa.Table]:
+    """The tables of ``files``, in reading order (see ``listed_event_files``)."""
+    schema = event_schema()
+    return [
+        read_parquet(
+            path,
+            columns,
+            schema,
+            COMPACTION_RECOVERY if path.name.startswith("c-") else BATCH_RECOVERY,
+            dictionary,
+        )
+        for _, path in listed_event_files(files)
+    ]
+
+
+def concat_events(tables: list[pa.Table], columns: list[str] | None) -> pa.Table:
+    import pyarrow as pa
+
+    if tables:
+        return pa.concat_tables(tables)
+    schema = event_schema()
+    return schema.empty_table() if columns is None else schema.empty_table().select(columns)

@@ -9,7 +9,6 @@ run (an flock on RUN_DIR/lock); readers take no lock.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from bulkinvoke.errors import LedgerError, LedgerWriteError, RunExists
 from bulkinvoke.ledger.files import (
-    BATCH_RECOVERY,
     COMPACTION_RECOVERY,
     CONFIG_NAME,
     DUPLICATES_NAME,
@@ -28,15 +26,16 @@ from bulkinvoke.ledger.files import (
     EventFiles,
     RunLock,
     batch_name,
-    check_new_run_dir,
     check_plan_file,
     compaction_name,
     config_bytes,
+    create_run_files,
     list_event_files,
     read_config,
     remove_quietly,
     write_durably,
 )
+from bulkinvoke.ledger.journal import Journal, list_journals, read_journal
 from bulkinvoke.ledger.schema import (
     EVENT_COLUMNS,
     KEY,
@@ -44,10 +43,13 @@ from bulkinvoke.ledger.schema import (
     batch_bytes,
     checked_plan,
     compaction_bytes,
+    concat_events,
     event_schema,
     events_to_table,
     fold,
+    listed_event_files,
     plan_bytes,
+    read_event_files,
     read_parquet,
 )
 from bulkinvoke.ledger.views import (
@@ -96,6 +98,7 @@ class Ledger:
         # otherwise read back: a thousand small files cost more to read than to keep.
         self._written: dict[int, pa.Table] = {}
         self._compacted_size = 0
+        self._journal = Journal(self._events_dir) if lock is not None else None
 
     @classmethod
     def create(
@@ -114,26 +117,8 @@ class Ledger:
                 f"{run_dir} already holds a run: resume it, or choose another directory"
             )
         plan = checked_plan(plan)
-        try:
-            run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(run_dir, 0o700)
-        except OSError as exc:
-            raise LedgerWriteError(f"cannot create the run directory {run_dir}: {exc}") from exc
-        lock = RunLock.acquire(run_dir)
-        try:
-            check_new_run_dir(run_dir)
-            (run_dir / EVENTS_DIR).mkdir(mode=0o700, exist_ok=True)
-            write_durably(run_dir / PLAN_NAME, plan_bytes(plan))
-            if duplicates is not None and duplicates.num_rows:
-                write_durably(run_dir / DUPLICATES_NAME, plan_bytes(duplicates))
-            # run.json comes last: until it exists the directory is no run, and create may retry.
-            write_durably(run_dir / CONFIG_NAME, config_bytes(config))
-        except OSError as exc:
-            lock.release()
-            raise LedgerWriteError(f"cannot create the run in {run_dir}: {exc}") from exc
-        except BaseException:
-            lock.release()
-            raise
+        repeats = plan_bytes(duplicates) if duplicates is not None and duplicates.num_rows else None
+        lock = create_run_files(run_dir, plan_bytes(plan), repeats, config_bytes(config))
         return cls(run_dir, dict(config), lock)
 
     @classmethod
@@ -184,7 +169,9 @@ class Ledger:
     def record(self, event: Event) -> None:
         self.record_many((event,))
 
-    def record_many(self, events: Iterable[Event]) -> None:
+    def record_many(self, events: Iterable[Event], *, journaled: bool = False) -> None:
+        """Buffer ``events`` for the next batch; ``journaled`` ones also for the journal, which
+        ``write_journal`` makes durable sooner (see ``bulkinvoke.ledger.journal``)."""
         self._check_writable()
         batch = list(events)
         for event in batch:
@@ -192,20 +179,35 @@ class Ledger:
                 raise TypeError(f"a ledger records Events, not {type(event).__name__}")
         with self._buffer_guard:
             self._buffer.extend(batch)
+            if journaled and self._journal is not None:
+                self._journal.add(self._next_seq, batch)
+
+    def write_journal(self) -> None:
+        """Make every journaled event recorded so far durable (one fdatasync per journal)."""
+        self._check_writable()
+        assert self._journal is not None
+        try:
+            self._journal.write()
+        except OSError as exc:
+            raise LedgerWriteError(
+                f"cannot write the journal in {self._events_dir} ({exc}); the ledger on disk is "
+                "unharmed"
+            ) from exc
 
     def flush(self) -> None:
         """Make every buffered event durable as one batch file; on failure they stay buffered."""
         self._check_writable()
         with self._write_guard:
-            with self._buffer_guard:
-                batch = list(self._buffer)
-            if not batch:
-                return
             # A failed write may have renamed its file into place (if only the directory's fsync
             # failed), so its seq is never reused; the retry then repeats those events, which the
             # fold absorbs because everything recorded after them is repeated after them too.
-            seq = self._next_seq
-            self._next_seq += 1
+            # Taken with the buffer, so that a journaled event names the batch that carries it.
+            with self._buffer_guard:
+                batch = list(self._buffer)
+                if not batch:
+                    return
+                seq = self._next_seq
+                self._next_seq += 1
             table = events_to_table(batch)
             data = batch_bytes(table)
             path = self._events_dir / batch_name(seq)
@@ -221,6 +223,8 @@ class Ledger:
                 self._written[seq] = table
             with self._buffer_guard:
                 del self._buffer[: len(batch)]
+            if self._journal is not None:
+                self._journal.release_through(seq)
 
     @property
     def pending_events(self) -> int:
@@ -235,7 +239,7 @@ class Ledger:
             if unknown:
                 raise ValueError(f"not event columns: {sorted(unknown)}")
             columns = list(dict.fromkeys([*KEY, *columns]))
-        return fold(_concat(self._read_events(columns)[1], columns))
+        return fold(concat_events(self._read_events(columns)[1], columns))
 
     def latest(self, plan_columns: list[str] | None = None) -> pa.Table:
         """One row per manifest row, in plan order: the plan's columns (``plan_columns``, default
@@ -251,7 +255,7 @@ class Ledger:
         """How many manifest rows are in each state (that of their latest attempt; a row never
         tried is pending). Reads only the key and state columns."""
         files, tables = self._read_events([*KEY, "state"], dictionary=["state"])
-        paths = [path for _, path in _listed(files)]
+        paths = [path for _, path in listed_event_files(files)]
         plan_rows = self.plan(["row"])["row"].to_numpy()
         return count_states(tables, paths, plan_rows, self._events_dir)
 
@@ -304,6 +308,8 @@ class Ledger:
             if self._lock is not None:
                 self.flush()
         finally:
+            if self._journal is not None:
+                self._journal.close()
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
@@ -338,6 +344,17 @@ class Ledger:
         remove_quietly(files.stale + files.temps)
         self._next_seq = files.last_seq + 1
         self._batch_sizes = {seq: path.stat().st_size for seq, path in files.batches}
+        self._replay_journals(files.last_seq)
+
+    def _replay_journals(self, last_seq: int) -> None:
+        """Write the events of the journals newer than the last batch (answers a crash left
+        only there) as a batch of their own; then no journal is left."""
+        journals = list_journals(self._events_dir)
+        events = [e for seq, path in journals if seq > last_seq for e in read_journal(path)]
+        if events:
+            self._buffer.extend(events)
+            self.flush()
+        remove_quietly([path for _, path in journals])
 
     def _read_events(
         self, columns: list[str] | None, dictionary: Sequence[str] = ()
@@ -345,12 +362,12 @@ class Ledger:
         for _ in range(_READ_ATTEMPTS):
             files = list_event_files(self._events_dir)
             try:
-                tables = self._read_files(files, columns, dictionary)
+                tables = read_event_files(files, columns, dictionary)
             except FileNotFoundError:
                 continue  # a compaction replaced files while they were being read
             # A directory listing is no snapshot: one taken while a compaction removed files may
             # mix before and after, and then some of its files are gone by now.
-            if all(path.exists() for _, path in _listed(files)):
+            if all(path.exists() for _, path in listed_event_files(files)):
                 return files, tables
         raise LedgerError(f"the ledger of {self.run_dir} kept changing while it was read")
 
@@ -360,37 +377,12 @@ class Ledger:
         unread = [(seq, path) for seq, path in files.batches if seq not in cached]
         to_read = EventFiles(files.compaction, unread, [], [], files.last_seq)
         try:
-            read = dict(zip(_listed(to_read), self._read_files(to_read, None), strict=True))
+            read = dict(
+                zip(listed_event_files(to_read), read_event_files(to_read, None), strict=True)
+            )
         except FileNotFoundError as exc:
             raise LedgerError(f"{exc.filename} vanished while being compacted") from exc
-        tables = [read[item] if item in read else cached[item[0]] for item in _listed(files)]
-        return fold(_concat(tables, None))
-
-    def _read_files(
-        self, files: EventFiles, columns: list[str] | None, dictionary: Sequence[str] = ()
-    ) -> list[pa.Table]:
-        schema = event_schema()
-        return [
-            read_parquet(
-                path,
-                columns,
-                schema,
-                COMPACTION_RECOVERY if path.name.startswith("c-") else BATCH_RECOVERY,
-                dictionary,
-            )
-            for _, path in _listed(files)
+        tables = [
+            read[item] if item in read else cached[item[0]] for item in listed_event_files(files)
         ]
-
-
-def _listed(files: EventFiles) -> list[tuple[int, Path]]:
-    """The files a reader reads, in order: the newest compaction, then the batches after it."""
-    return ([files.compaction] if files.compaction else []) + files.batches
-
-
-def _concat(tables: list[pa.Table], columns: list[str] | None) -> pa.Table:
-    import pyarrow as pa
-
-    if tables:
-        return pa.concat_tables(tables)
-    schema = event_schema()
-    return schema.empty_table() if columns is None else schema.empty_table().select(columns)
+        return fold(concat_events(tables, None))

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from bulkinvoke.calls.invoker import Call, CallResult, Invoker
 from bulkinvoke.calls.limiter import RateLimiter
 from bulkinvoke.calls.retry import ErrorClass, ErrorKind
+from bulkinvoke.errors import LedgerWriteError
 from bulkinvoke.events import NoticeLevel, Progress, Subscribers
 from bulkinvoke.ledger.background import BackgroundWriter
 from bulkinvoke.ledger.store import Ledger
@@ -39,7 +40,7 @@ from bulkinvoke.results.notifications import NotificationListener, NotificationQ
 from bulkinvoke.run.intents import MAX_CHUNK, IntentWriter, intent_chunk
 from bulkinvoke.run.messages import Message, NotSent, StopRequest, Sweep, sweep
 from bulkinvoke.run.outcome import EngineResult, Outcome
-from bulkinvoke.run.recorder import Recorder
+from bulkinvoke.run.recorder import Recorder, answer_event
 from bulkinvoke.run.stop import Deadline, stop_policy
 from bulkinvoke.states import State
 
@@ -276,6 +277,14 @@ class Engine:
             message = redact(f"unexpected error: {error}", call.options.custom_attributes)
             problem = ErrorClass(ErrorKind.SYSTEMIC, type(error).__name__, message)
             result = CallResult(call, State.SUBMITTING, self._clock(), stop=problem)
+        if result.stop is None:
+            # The slot takes its next call only once this answer is on disk: a crash then
+            # forgets at most one answer per slot (group commit; see BackgroundWriter).
+            try:
+                self._writer.record_durably((answer_event(result),))
+            except LedgerWriteError as error:
+                problem = ErrorClass(ErrorKind.SYSTEMIC, type(error).__name__, str(error))
+                result = CallResult(call, State.SUBMITTING, result.at, stop=problem)
         self._results.put(result)
 
     # -- results ---------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""What the engine thread learns, recorded: each call's answer, each result found in S3 or
-announced by a notification.
+"""What the engine thread learns, recorded: each call's answer (recorded by its call slot, see
+``answer_event``), each result found in S3 or announced by a notification.
 
 The :class:`Recorder` owns the run's counts, the attempts awaiting a result and the tally its stop
 policy looks at; every move between states is checked against the state table
@@ -29,6 +29,23 @@ _EARLIER_RESULTS_WARNING = (
     "taken as this run's (counted in the summary). For fresh results, start a run with another "
     "--id-namespace"
 )
+
+
+def answer_event(result: CallResult) -> Event:
+    """The event that records a call's answer."""
+    call, accepted = result.call, result.state is State.SUBMITTED
+    return Event(
+        call.row,
+        call.attempt,
+        result.state,
+        result.at,
+        submitted_at=result.at if accepted else None,
+        output_location=result.output_location,
+        failure_location=result.failure_location,
+        error=result.error,
+        retries=result.retries,
+        throttles=result.throttles,
+    )
 
 
 class Recorder:
@@ -81,7 +98,8 @@ class Recorder:
             self._tally = replace(self._tally, unsuccessful=self._tally.unsuccessful + n)
 
     def call_answered(self, result: CallResult) -> None:
-        """Record a call's answer (``result.stop`` is the engine's to act on, not recorded)."""
+        """Count a call's answer, which its slot has made durable (``answer_event``);
+        ``result.stop`` is the engine's to act on."""
         self.retries += result.retries
         self.throttles += result.throttles
         call = result.call
@@ -100,20 +118,6 @@ class Recorder:
                 call.options.custom_attributes,
             )
         self.move(State.SUBMITTING, result.state)
-        self._ledger.record(
-            Event(
-                call.row,
-                call.attempt,
-                result.state,
-                result.at,
-                submitted_at=result.at if accepted else None,
-                output_location=result.output_location,
-                failure_location=result.failure_location,
-                error=result.error,
-                retries=result.retries,
-                throttles=result.throttles,
-            )
-        )
         early = self._early_notices.pop(call.inference_id)
         if early is not None and accepted:
             self._notice_applies((call.row, call.attempt), *early)
