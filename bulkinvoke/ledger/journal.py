@@ -58,7 +58,10 @@ class Journal:
         self._dir = events_dir
         self._pending: list[tuple[int, Event]] = []
         self._guard = threading.Lock()
+        # Held while descriptors are used or closed: a batch may release a journal meanwhile.
+        self._io_guard = threading.Lock()
         self._files: dict[int, int] = {}  # seq -> open descriptor
+        self._released_through = 0
 
     def add(self, seq: int, events: Iterable[Event]) -> None:
         with self._guard:
@@ -73,12 +76,15 @@ class Journal:
         for seq, event in pending:
             lines.setdefault(seq, []).append(_line(event))
         try:
-            for seq, chunk in lines.items():
-                fd = self._file(seq)
-                data = memoryview(b"".join(chunk))
-                while data:
-                    data = data[os.write(fd, data) :]
-                os.fdatasync(fd)
+            with self._io_guard:
+                for seq, chunk in lines.items():
+                    if seq <= self._released_through:
+                        continue  # its batch is durable already: nothing to add
+                    fd = self._file(seq)
+                    data = memoryview(b"".join(chunk))
+                    while data:
+                        data = data[os.write(fd, data) :]
+                    os.fdatasync(fd)
         except OSError:
             with self._guard:
                 self._pending[:0] = pending
@@ -86,17 +92,20 @@ class Journal:
 
     def release_through(self, seq: int) -> None:
         """Batch ``seq`` is durable: every journal up to it is carried by a batch."""
-        for old in [s for s in self._files if s <= seq]:
-            os.close(self._files.pop(old))
+        with self._io_guard:
+            self._released_through = max(self._released_through, seq)
+            for old in [s for s in self._files if s <= seq]:
+                os.close(self._files.pop(old))
         for old, path in list_journals(self._dir):
             if old <= seq:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
 
     def close(self) -> None:
-        for fd in self._files.values():
-            os.close(fd)
-        self._files.clear()
+        with self._io_guard:
+            for fd in self._files.values():
+                os.close(fd)
+            self._files.clear()
 
     def _file(self, seq: int) -> int:
         fd = self._files.get(seq)
