@@ -4,11 +4,11 @@ be on disk), in the same run, against a fresh emulator each time.
 
     python bench/run.py commit [--quick]
 
-Two regimes: client-bound (an emulator with no latency: the client's CPU is the limit, where a
-wait per call shows most) and latency-bound (the emulator answers each call after 20-40 ms, as a
-real endpoint across a network does: the wait is added to a call's round trip). The baseline
-revision is checked out into a temporary git worktree and run with the same Python and packages.
-Runs alternate ABBA; the figure is the ratio of the mean steady rates.
+Two regimes: client-bound (an emulator on loopback: the client's CPU is the limit, where a wait
+per call shows most) and latency-bound (the emulator answers each call after a 40 ms round trip,
+jittered, as a real endpoint across a network does: the wait adds to each call's round trip).
+The baseline revision is checked out into a temporary git worktree and run with the same Python
+and packages. Runs alternate ABBA; the figure is the ratio of the mean steady rates.
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ from benchlib import (
 # The last commit whose call slots did not wait for the journal.
 BASELINE_REVISION = "46e7ee4ace0e3b1c43654b7cef0a375a9bab14c8"
 CONCURRENCY = 16
-REGIMES = {"client-bound": "0", "latency-bound": "uniform:0.02-0.04"}
+REGIMES = {"client-bound": "0", "latency-bound": "uniform:0.03-0.05"}
 
 
 def _steady_rate(
     command: list[str], env: dict[str, str], manifest: Path, run_dir: Path, latency: str
 ) -> float:
     with Emulator(workers=16) as emulator:
-        emulator.configure(latency=latency)
+        emulator.configure(network_latency=latency)
         emulator.warm_up()
         run = [*command, "submit", str(manifest), "--endpoint", ENDPOINT, "--no-wait"]
         run += ["--concurrency", str(CONCURRENCY), "--quiet", "--run-dir", str(run_dir)]
@@ -88,8 +88,8 @@ def run(quick: bool) -> list[Figure]:
                         "calls/s",
                         at_least=0.95,
                         note=f"baseline: {BASELINE_REVISION[:8]} (no wait for the disk); "
-                        f"{items:,} items, concurrency {CONCURRENCY}, emulator latency "
-                        f"{latency}, mean of {pairs} ABBA-ordered runs",
+                        f"{items:,} items, concurrency {CONCURRENCY}, network latency "
+                        f"{latency} s, mean of {pairs} ABBA-ordered runs",
                     )
                 )
         finally:

@@ -121,6 +121,14 @@ def emulator_command(
             help="Processing time per invocation: SECONDS, uniform:MIN-MAX or exponential:MEAN."
         ),
     ] = "0",
+    network_latency_ms: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Network round trip per call, in ms: each InvokeEndpointAsync answer waits a "
+            "uniform draw within 25% of it, as across a network (default 0: loopback).",
+        ),
+    ] = 0,
     capacity: Annotated[
         float | None,
         typer.Option(
@@ -170,6 +178,9 @@ def emulator_command(
         config = EmulatorConfig(
             workers=workers,
             latency=Latency.parse(latency),
+            network_latency=Latency(
+                "uniform", 0.75 * network_latency_ms / 1000, 1.25 * network_latency_ms / 1000
+            ),
             capacity_per_second=capacity,
             unavailable_probability=unavailable_probability,
             internal_failure_probability=internal_failure_probability,

@@ -89,6 +89,9 @@ class EmulatorConfig:
 
     workers: int = 8
     latency: Latency = field(default_factory=Latency)
+    # The round trip of a call across a network: each InvokeEndpointAsync answer waits this
+    # long (the processing ``latency`` above is the model's, after the answer).
+    network_latency: Latency = field(default_factory=Latency)
     capacity_per_second: float | None = None
     unavailable_probability: float = 0.0
     internal_failure_probability: float = 0.0
@@ -102,6 +105,8 @@ class EmulatorConfig:
     def __post_init__(self) -> None:
         if isinstance(self.latency, str):
             self.latency = Latency.parse(self.latency)
+        if isinstance(self.network_latency, str):
+            self.network_latency = Latency.parse(self.network_latency)
         problems = self.problems()
         if problems:
             raise ValueError("; ".join(problems))
@@ -128,7 +133,7 @@ class EmulatorConfig:
         return found
 
     def with_changes(self, changes: dict[str, Any]) -> EmulatorConfig:
-        """A copy with ``changes`` applied (``latency`` may be given in its text form)."""
+        """A copy with ``changes`` applied (the latencies may be given in their text form)."""
         known = {f.name for f in fields(self)}
         unknown = sorted(set(changes) - known)
         if unknown:
@@ -138,6 +143,7 @@ class EmulatorConfig:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["latency"] = str(self.latency)
+        data["network_latency"] = str(self.network_latency)
         return data
 
 

@@ -148,7 +148,12 @@ class AsyncInferenceService:
             raise ValueError(f"topic {arn} cannot be created here: the SNS server made {created}")
 
     def invoke(self, endpoint_name: str, headers: Mapping[str, str], body: bytes) -> Accepted:
-        """Accept one InvokeEndpointAsync call or raise the ServiceError the service would."""
+        """Accept one InvokeEndpointAsync call or raise the ServiceError the service would;
+        either after the configured network latency (each connection has a thread of its own,
+        so only this call waits)."""
+        delay = self._faults.latency(self._config.network_latency)
+        if delay > 0:
+            time.sleep(delay)
         try:
             return self._accept(endpoint_name, headers, body)
         except ServiceError as error:
