@@ -27,6 +27,8 @@ def test_a_stop_reason_and_paths_with_brackets_print_as_written() -> None:
         "finished_per_s": 0.0,
         "duplicate_rows": 0,
         "earlier_run_results": 0,
+        "in_doubt_found": 1,
+        "in_doubt_resent": 2,
         "stop_reason": STOP,
         "run_dir": RUN_DIR,
         "next_step": f"bulkinvoke resume {RUN_DIR}",
@@ -34,6 +36,7 @@ def test_a_stop_reason_and_paths_with_brackets_print_as_written() -> None:
     printed = _printed(render_summary, summary)
     assert STOP in printed
     assert f"ledger: {RUN_DIR}" in printed and f"resume {RUN_DIR}" in printed
+    assert "1 found finished, 2 sent again" in printed
 
 
 def test_status_prints_the_run_dir_as_written() -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from bulkinvoke.calls.aws import Transport
+from bulkinvoke.run.doubt import InDoubt
 
 if TYPE_CHECKING:
     from bulkinvoke.calls.aws import AwsSettings
@@ -54,6 +55,15 @@ QuietOption = Annotated[
     bool,
     typer.Option(
         "--quiet", "-q", help="No progress display (warnings and errors still go to stderr)."
+    ),
+]
+InDoubtOption = Annotated[
+    InDoubt,
+    typer.Option(
+        help="What to do with calls a crash left in doubt (sent, answer lost) whose output is not "
+        "in S3 yet: resend them at once with the same inference ID, or wait: watch their output "
+        "and failure locations and resend only those still missing once overdue (results have "
+        "come for calls accepted well after them, or past their expiry).",
     ),
 ]
 RunDirArgument = Annotated[Path, typer.Argument(metavar="RUN_DIR", help="The run directory.")]

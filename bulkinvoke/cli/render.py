@@ -102,6 +102,11 @@ def render_summary(console: Console, summary: dict[str, Any]) -> None:
             f"{summary['earlier_run_results']} results were an earlier run's (written before "
             "their calls): use another --id-namespace for fresh ones"
         )
+    if summary["in_doubt_found"] or summary["in_doubt_resent"]:
+        console.print(
+            f"in doubt after a crash: {summary['in_doubt_found']} found finished, "
+            f"{summary['in_doubt_resent']} sent again"
+        )
     if summary["stop_reason"]:
         console.print(summary["stop_reason"], style="yellow", highlight=False, markup=False)
     console.print(f"ledger: {summary['run_dir']}", highlight=False, markup=False)

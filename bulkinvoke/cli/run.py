@@ -20,6 +20,7 @@ import typer
 from bulkinvoke.cli.errors import err, expected_errors
 from bulkinvoke.cli.options import (
     EndpointUrlOption,
+    InDoubtOption,
     JsonOption,
     NotificationsOption,
     ProfileOption,
@@ -33,6 +34,7 @@ from bulkinvoke.cli.options import (
     aws_overrides,
 )
 from bulkinvoke.cli.render import out, render_report, render_summary
+from bulkinvoke.run.doubt import InDoubt
 
 if TYPE_CHECKING:
     from bulkinvoke.events import Subscribers
@@ -119,6 +121,7 @@ def resume(
     endpoint_url: EndpointUrlOption = None,
     s3_endpoint_url: S3EndpointUrlOption = None,
     transport: TransportOption = None,
+    in_doubt: InDoubtOption = InDoubt.RESEND,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -134,6 +137,7 @@ def resume(
         RunDisplay(as_json, quiet),
         wait=wait,
         mirror=mirror,
+        in_doubt=in_doubt,
         timeout=timeout,
         notifications_queue=notifications_queue,
         aws=aws_overrides(region, profile, endpoint_url, s3_endpoint_url, transport),
@@ -182,6 +186,7 @@ def retry(
     endpoint_url: EndpointUrlOption = None,
     s3_endpoint_url: S3EndpointUrlOption = None,
     transport: TransportOption = None,
+    in_doubt: InDoubtOption = InDoubt.RESEND,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -205,6 +210,7 @@ def retry(
         "resume",
         RunDisplay(as_json, quiet),
         states=chosen,
+        in_doubt=in_doubt,
         wait=wait,
         timeout=timeout,
         notifications_queue=notifications_queue,

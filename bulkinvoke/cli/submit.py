@@ -13,6 +13,7 @@ import typer
 
 from bulkinvoke.cli.errors import expected_errors
 from bulkinvoke.cli.options import (
+    InDoubtOption,
     JsonOption,
     LedgerUriOption,
     NotificationsOption,
@@ -23,6 +24,7 @@ from bulkinvoke.cli.options import (
 )
 from bulkinvoke.cli.render import out, render_dry_run
 from bulkinvoke.cli.run import RunDisplay, mirror_settings
+from bulkinvoke.run.doubt import InDoubt
 
 
 def submit(
@@ -153,6 +155,7 @@ def submit(
         ),
     ] = None,
     notifications_queue: NotificationsOption = None,
+    in_doubt: InDoubtOption = InDoubt.RESEND,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -227,5 +230,6 @@ def submit(
             shard=chosen_shard,
             mirror=mirror,
             local=local,
+            in_doubt=in_doubt,
         )
     display.result(result)

@@ -36,6 +36,8 @@ def result_summary(result: RunResult) -> dict[str, Any]:
         "duplicate_rows": result.duplicates,
         "s3_requests": result.s3_requests,
         "earlier_run_results": result.earlier_results,
+        "in_doubt_found": result.in_doubt_found,
+        "in_doubt_resent": result.in_doubt_resent,
         "next_step": _next_step(result),
     }
 

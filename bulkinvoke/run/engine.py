@@ -1,21 +1,17 @@
 """The submit-and-collect loop of one run.
 
-One thread (the caller's) owns the ledger and every piece of run state; calls run on a pool of
-``concurrency`` threads and sweeps of S3 on one more, and both hand their results back through a
-queue. So the ledger has a single writer and no lock, and the order of the ledger is the order in
-which this thread learned things. Only the writing of its batches to disk happens on a thread of
-its own, so that sending goes on while the disk syncs.
+One thread (the caller's) owns the run's state; calls run on a pool of ``concurrency`` threads
+and sweeps of S3 on one more, and both hand their results back through a queue. Batches are
+written on a thread of their own, so that sending goes on while the disk syncs. Durability
+rules, in the spirit of an idempotency record:
 
-Durability rules, in the spirit of an idempotency record:
+* an attempt's ``submitting`` intent is durable before its call is sent (``intents``: one fsync
+  covers a chunk of intents, written while the previous chunk's calls go out);
+* a call slot records its call's answer itself and takes its next call only once the answer is
+  in the journal (a group commit): a kill -9 forgets at most ``concurrency`` answers;
+* results found later are recorded by this thread and flushed within ``flush_interval``.
 
-* an attempt's ``submitting`` event is durable before its call is sent: intents are written for
-  a chunk of attempts ahead of the calls, so one fsync covers many calls, and the next chunk's
-  are written while this one's calls go out;
-* a call's result is recorded, and counted, only when the thread applies it; results are flushed
-  within ``flush_interval`` seconds, which bounds what a kill -9 can forget.
-
-On resume, an attempt left ``submitting`` is in doubt: if its deterministic output location
-already holds an object it is finished, else it is sent again with the same inference ID.
+An attempt left ``submitting`` is in doubt on resume: see ``run.in_doubt`` and ``run.doubt``.
 """
 
 from __future__ import annotations
@@ -31,12 +27,13 @@ from bulkinvoke.calls.invoker import Call, CallResult, Invoker
 from bulkinvoke.calls.limiter import RateLimiter
 from bulkinvoke.calls.retry import ErrorClass, ErrorKind
 from bulkinvoke.errors import LedgerWriteError
-from bulkinvoke.events import NoticeLevel, Progress, Subscribers
+from bulkinvoke.events import NoticeLevel, Subscribers
 from bulkinvoke.ledger.background import BackgroundWriter
 from bulkinvoke.ledger.store import Ledger
 from bulkinvoke.redaction import redact
 from bulkinvoke.results.collector import Collector, SweepSchedule, Watch
 from bulkinvoke.results.notifications import NotificationListener, NotificationQueue
+from bulkinvoke.run.doubt import Doubt
 from bulkinvoke.run.intents import MAX_CHUNK, IntentWriter, intent_chunk
 from bulkinvoke.run.messages import Message, NotSent, StopRequest, Sweep, sweep
 from bulkinvoke.run.outcome import EngineResult, Outcome
@@ -74,6 +71,9 @@ class Engine:
         in_doubt: set[tuple[int, int]],
         watches: list[Watch],
         counts: dict[State, int],
+        doubts: list[Doubt] | None = None,
+        results_horizon: float = 0.0,
+        longest_latency: float = 0.0,
         expected_result_by: Callable[[Call, float], float],
         notifications: NotificationQueue | None = None,
         subscribers: Subscribers | None = None,
@@ -122,6 +122,9 @@ class Engine:
             stop_policy=stop_policy(settings.max_failures, settings.concurrency),
             stop=self._stop,
             warn=self._warn,
+            doubts=doubts or (),
+            results_horizon=results_horizon,
+            longest_latency=longest_latency,
             clock=clock,
         )
         self._chunk = intent_chunk(settings.concurrency, limiter.max_rate)
@@ -163,6 +166,8 @@ class Engine:
             submitted=self._recorder.submitted,
             s3_requests=self._collector.requests.total,
             earlier_results=self._recorder.earlier_results,
+            in_doubt_found=self._recorder.in_doubt_found,
+            in_doubt_resent=self._recorder.in_doubt_resent,
         )
 
     def request_stop(self, reason: str) -> None:
@@ -337,6 +342,8 @@ class Engine:
             # Else the run would sweep, fail and wait for ever: stop it, resumably.
             self._stop(sweep.stop)
         self._schedule.swept(self._recorder.results_found(sweep.findings), sweep.requests)
+        # In-doubt attempts the endpoint has moved past go back to the work, intents written.
+        self._work.extend(self._recorder.overdue())
 
     def _start_sweep(self, sweeps: ThreadPoolExecutor) -> None:
         self._sweeping = True
@@ -380,23 +387,12 @@ class Engine:
         if not force and now - self._last_progress < self._settings.progress_interval:
             return
         self._last_progress = now
-        elapsed = now - self._started
-        # Not before a second has passed: the first calls alone, a few ms in, are no rate (and
-        # would forecast the run's end from one call).
-        recorder = self._recorder
-        rate = recorder.submitted / elapsed if elapsed >= 1.0 else None
-        left = len(self._work) + len(self._ready)
         self._subscribers.progress(
-            Progress(
+            self._recorder.progress(
                 total=self._total,
-                counts={state: n for state, n in recorder.counts.items() if n},
                 calls_in_progress=min(self._calls_in_progress, self._settings.concurrency),
-                awaiting_results=recorder.awaiting,
-                submit_rate=rate,
                 rate_limit=self._limiter.current_rate,
-                throttles=recorder.throttles,
-                retries=recorder.retries,
-                elapsed_s=elapsed,
-                eta_s=left / rate if rate and left else None,
+                elapsed_s=now - self._started,
+                left=len(self._work) + len(self._ready),
             )
         )

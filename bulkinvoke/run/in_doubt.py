@@ -1,32 +1,46 @@
 """What earlier sessions left unsettled, looked up once in S3 before a session goes on: attempts
 in doubt (recorded as submitting; their call may or may not have gone out) and expired attempts
 whose results may have come late. Each one found is recorded as what it became, so that it is
-not sent, or paid for, again."""
+not sent, or paid for, again.
+"""
 
 from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING
 
+from bulkinvoke.calls.invoker import Call
 from bulkinvoke.calls.retry import classify
 from bulkinvoke.events import NoticeLevel, Subscribers
 from bulkinvoke.ledger.store import Event, Ledger
 from bulkinvoke.redaction import redact
 from bulkinvoke.results.collector import Collector, Finding, Watch
+from bulkinvoke.run.doubt import Doubt, InDoubt
 from bulkinvoke.run.work import RunState
 from bulkinvoke.states import State
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 def settle_in_doubt(
-    ledger: Ledger, state: RunState, collector: Collector, subscribers: Subscribers
+    ledger: Ledger,
+    state: RunState,
+    collector: Collector,
+    subscribers: Subscribers,
+    mode: InDoubt = InDoubt.RESEND,
+    expires_after: Callable[[Call, float], float] | None = None,
 ) -> str | None:
-    """Attempts whose call may or may not have been sent: finished ones are not sent again.
-    Returns why the run must stop instead, if S3 cannot be asked which are finished."""
+    """Attempts whose call may or may not have been sent: finished ones are not sent again;
+    the others are sent again at once, or with ``InDoubt.WAIT`` become ``state.doubts``
+    (expiring at ``expires_after(call, since)``) unless already overdue. Returns why the run
+    must stop instead, if S3 cannot be asked which are finished."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     watches = [
-        Watch(call.row, call.attempt, call.inference_id, location, None, 0.0, math.inf,
-              call.options.custom_attributes)
+        Watch(call.row, call.attempt, call.inference_id, location, state.expected_failure(call),
+              0.0, math.inf, call.options.custom_attributes)
         for call in state.in_doubt
         if (location := state.expected_output(call)) is not None
     ]  # fmt: skip
@@ -39,12 +53,27 @@ def settle_in_doubt(
             f"({classify(error).describe()}); resume once S3 can be read"
         )
     finished = _record_findings(ledger, state, watches, findings, State.SUBMITTING)
-    resend = [call for call in state.in_doubt if (call.row, call.attempt) not in finished]
+    left = [call for call in state.in_doubt if (call.row, call.attempt) not in finished]
+    watched = {(w.row, w.attempt): w for w in watches}
+    if mode is InDoubt.WAIT and expires_after is not None:
+        now = time.time()
+        for call in left:
+            key = (call.row, call.attempt)
+            since = state.in_doubt_since.get(key, 0.0)
+            if key in watched:
+                doubt = Doubt(call, watched[key], since, expires_after(call, since))
+                if not doubt.overdue(now, state.results_horizon, state.longest_latency):
+                    state.doubts.append(doubt)
+    waiting = {(d.call.row, d.call.attempt) for d in state.doubts}
+    resend = [call for call in left if (call.row, call.attempt) not in waiting]
     state.work[:0] = resend
-    state.in_doubt = resend
+    state.in_doubt = left
+    state.in_doubt_found += len(finished)
+    state.in_doubt_resent += len(resend)
     subscribers.notice(
         NoticeLevel.INFO,
-        f"{len(finished)} in-doubt item(s) already had output; {len(resend)} will be sent again",
+        f"{len(finished)} in-doubt item(s) already had a result; {len(resend)} will be sent "
+        f"again" + (f", {len(waiting)} watched until overdue" if waiting else ""),
     )
     return None
 

@@ -28,6 +28,9 @@ class EngineResult:
     # Results found that were written before their calls: an earlier run's, at the same
     # deterministic locations.
     earlier_results: int = 0
+    # In-doubt attempts (``--in-doubt wait``) whose result came, and those sent again.
+    in_doubt_found: int = 0
+    in_doubt_resent: int = 0
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,10 @@ class RunResult:
     duplicates: int = 0
     s3_requests: int = 0
     earlier_results: int = 0
+    # In-doubt attempts (a crash lost their answers) whose result was found, and those sent
+    # again.
+    in_doubt_found: int = 0
+    in_doubt_resent: int = 0
     # Made with --local: its endpoint ended with the command, so resume and retry cannot reach it.
     local: bool = False
 

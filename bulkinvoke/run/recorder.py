@@ -15,11 +15,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from bulkinvoke.calls.invoker import Call, CallResult
+from bulkinvoke.events import Progress
 from bulkinvoke.ledger.background import BackgroundWriter
 from bulkinvoke.ledger.store import Event, Ledger
 from bulkinvoke.redaction import redact
 from bulkinvoke.results.collector import Finding, Watch
 from bulkinvoke.results.notifications import EarlyNotices, Received, ResultNotice
+from bulkinvoke.run.doubt import Doubt
 from bulkinvoke.run.stop import StopCondition, Tally
 from bulkinvoke.states import UNSUCCESSFUL_STATES, State, check_transition
 
@@ -60,13 +62,21 @@ class Recorder:
         stop_policy: StopCondition,
         stop: Callable[[str], None],
         warn: Callable[[str], None],
+        doubts: Iterable[Doubt] = (),
+        results_horizon: float = 0.0,
+        longest_latency: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._ledger = ledger
         self._writer = writer
         self.counts: Counter[State] = Counter(counts)
         self._watches: dict[tuple[int, int], Watch] = {(w.row, w.attempt): w for w in watches}
+        # In-doubt attempts watched too (``--in-doubt wait``), by key.
+        self._doubts = {(d.call.row, d.call.attempt): d for d in doubts}
+        self._watches.update({key: d.watch for key, d in self._doubts.items()})
         self._watched_ids = {w.inference_id: key for key, w in self._watches.items()}
+        self._horizon = results_horizon
+        self._longest = longest_latency
         self.finished_ids: set[str] = set()
         self._early_notices = EarlyNotices()
         self._expected_result_by = expected_result_by
@@ -81,6 +91,8 @@ class Recorder:
         # Results found that were written before their calls: an earlier run's, at the same
         # deterministic locations.
         self.earlier_results = 0
+        self.in_doubt_found = 0
+        self.in_doubt_resent = 0
 
     @property
     def awaiting(self) -> int:
@@ -88,6 +100,43 @@ class Recorder:
 
     def watches(self) -> list[Watch]:
         return list(self._watches.values())
+
+    def overdue(self) -> list[Call]:
+        """The in-doubt attempts to send again now (see ``Doubt.overdue``), no longer watched."""
+        now = self._clock()
+        due = [d for d in self._doubts.values() if d.overdue(now, self._horizon, self._longest)]
+        for doubt in due:
+            key = (doubt.call.row, doubt.call.attempt)
+            del self._doubts[key]
+            self._watched_ids.pop(self._watches.pop(key).inference_id, None)
+        self.in_doubt_resent += len(due)
+        return [doubt.call for doubt in due]
+
+    def progress(
+        self,
+        *,
+        total: int,
+        calls_in_progress: int,
+        rate_limit: float | None,
+        elapsed_s: float,
+        left: int,
+    ) -> Progress:
+        """A snapshot for the subscribers, ``left`` attempts still to send."""
+        # Not before a second has passed: the first calls alone, a few ms in, are no rate (and
+        # would forecast the run's end from one call).
+        rate = self.submitted / elapsed_s if elapsed_s >= 1.0 else None
+        return Progress(
+            total=total,
+            counts={state: n for state, n in self.counts.items() if n},
+            calls_in_progress=calls_in_progress,
+            awaiting_results=self.awaiting,
+            submit_rate=rate,
+            rate_limit=rate_limit,
+            throttles=self.throttles,
+            retries=self.retries,
+            elapsed_s=elapsed_s,
+            eta_s=left / rate if rate and left else None,
+        )
 
     def move(self, old: State, new: State, n: int = 1) -> None:
         """``n`` attempts went from ``old`` to ``new``."""
@@ -191,7 +240,16 @@ class Recorder:
             return False
         self._watched_ids.pop(watch.inference_id, None)
         self.finished_ids.add(watch.inference_id)
-        self.move(State.SUBMITTED, state)
+        in_doubt = self._doubts.pop(key, None) is not None
+        if in_doubt:
+            # Its answer was lost: where the result is comes from the watch.
+            self.in_doubt_found += 1
+            output_location = output_location or watch.output_location
+            failure_location = failure_location or watch.failure_location
+        elif state is not State.EXPIRED:
+            self._horizon = max(self._horizon, watch.submitted_at)
+            self._longest = max(self._longest, completed_at - watch.submitted_at)
+        self.move(State.SUBMITTING if in_doubt else State.SUBMITTED, state)
         self._ledger.record(
             Event(
                 key[0],

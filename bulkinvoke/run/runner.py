@@ -28,6 +28,7 @@ from bulkinvoke.run.definition import (
     parse_max_failures,
     read_run_manifest,
 )
+from bulkinvoke.run.doubt import InDoubt
 from bulkinvoke.run.in_doubt import look_for_late_results
 from bulkinvoke.run.outcome import Outcome, RunResult
 from bulkinvoke.run.session import (
@@ -48,6 +49,7 @@ from bulkinvoke.states import UNSUCCESSFUL_STATES, State
 # Names the CLI, tests and library users import from here.
 __all__ = [
     "DryRun",
+    "InDoubt",
     "InvalidManifest",
     "RunError",
     "RunOptions",
@@ -87,12 +89,16 @@ def submit(
     shard: Shard | None = None,
     mirror: MirrorSettings | None = None,
     local: bool = False,
+    in_doubt: InDoubt = InDoubt.RESEND,
 ) -> RunResult:
     """Run every row of a manifest (or of its ``shard``) through the endpoint, or continue the
     run already there. With ``mirror`` (else the one in run.json), the ledger is kept in S3 too
     (each shard under its own ``shard-K-of-N/``), and a run only there is continued from it.
     ``local``: the endpoint is ``--local``'s emulator, which ends with its process, so the
-    attempts an earlier session left awaiting a result are sent again, as new attempts."""
+    attempts an earlier session left awaiting a result are sent again, as new attempts (and
+    those in doubt at once, whatever ``in_doubt`` says: no result of theirs can come).
+    ``in_doubt``: what a continued run does with attempts a crash left in doubt (see
+    ``bulkinvoke.run.in_doubt``)."""
     started = time.monotonic()
     check_options(options)
     run_dir = run_dir or default_run_dir(manifest_source, options.endpoint, shard)
@@ -114,7 +120,15 @@ def submit(
     ) as copy:
         ledger = open_or_create(run_dir, manifest, options, shard, mirror, local=local)
         session = Session(
-            options, clients, started, wait, timeout, notifications_queue, subscribers, copy
+            options,
+            clients,
+            started,
+            wait,
+            timeout,
+            notifications_queue,
+            subscribers,
+            copy,
+            InDoubt.RESEND if local else in_doubt,
         )
         with ledger:
             if local:
@@ -137,15 +151,17 @@ def resume(
     notifications_queue: str | None = None,
     subscribers: Subscribers | None = None,
     mirror: MirrorSettings | None = None,
+    in_doubt: InDoubt = InDoubt.RESEND,
 ) -> RunResult:
     """Continue a run from its ledger, with the options it was started with. With ``mirror``
     (else the one in run.json) the ledger is kept in S3 too; an empty or missing ``run_dir`` is
-    first filled from it (the run moves to this machine)."""
+    first filled from it (the run moves to this machine). ``in_doubt``: what to do with the
+    attempts a crash left in doubt (see ``bulkinvoke.run.in_doubt``)."""
     started = time.monotonic()
     subscribers = subscribers or Subscribers()
     with open_run(run_dir, aws, mirror, subscribers) as (ledger, copy):
         session = resumed_session(
-            ledger, aws, started, wait, timeout, notifications_queue, subscribers, copy
+            ledger, aws, started, wait, timeout, notifications_queue, subscribers, copy, in_doubt
         )
         return run_session(ledger, session)
 
@@ -181,6 +197,7 @@ def retry(
     aws: AwsSettings | None = None,
     notifications_queue: str | None = None,
     subscribers: Subscribers | None = None,
+    in_doubt: InDoubt = InDoubt.RESEND,
 ) -> RunResult:
     """Send the items whose latest attempt ended in ``states`` again, as a new attempt each.
 
@@ -196,7 +213,7 @@ def retry(
     subscribers = subscribers or Subscribers()
     with open_run(run_dir, aws, None, subscribers) as (ledger, copy):
         session = resumed_session(
-            ledger, aws, started, wait, timeout, notifications_queue, subscribers, copy
+            ledger, aws, started, wait, timeout, notifications_queue, subscribers, copy, in_doubt
         )
         factory = CallFactory(ledger.plan(), session.options)
         # First what came late: a late success is not sent again, a late failure is retried

@@ -26,6 +26,7 @@ from bulkinvoke.run.definition import (
     parse_max_failures,
     record_rejections,
 )
+from bulkinvoke.run.doubt import InDoubt
 from bulkinvoke.run.engine import Engine, EngineSettings
 from bulkinvoke.run.in_doubt import look_for_late_results, settle_in_doubt
 from bulkinvoke.run.outcome import EngineResult, Outcome, RunResult
@@ -48,6 +49,7 @@ class Session:
     notifications_queue: str | None
     subscribers: Subscribers
     mirror: LedgerMirror | None = None
+    in_doubt: InDoubt = InDoubt.RESEND
 
 
 @contextmanager
@@ -85,6 +87,7 @@ def resumed_session(
     notifications_queue: str | None,
     subscribers: Subscribers | None,
     mirror: LedgerMirror | None = None,
+    in_doubt: InDoubt = InDoubt.RESEND,
 ) -> Session:
     options = RunOptions.from_config(ledger.config["options"])
     if aws is not None:
@@ -99,6 +102,7 @@ def resumed_session(
         notifications_queue,
         subscribers or Subscribers(),
         mirror,
+        in_doubt,
     )
 
 
@@ -173,6 +177,9 @@ def run_session(
             work=work,
             in_doubt={(call.row, call.attempt) for call in state.in_doubt},
             watches=state.watches,
+            doubts=state.doubts,
+            results_horizon=state.results_horizon,
+            longest_latency=state.longest_latency,
             counts=state.counts,
             expected_result_by=factory.expected_result_by,
             notifications=notifications,
@@ -191,7 +198,14 @@ def run_session(
         sent_first = probe.submitted
         state = load_run_state(ledger, factory)
     if send and state.in_doubt:
-        problem = settle_in_doubt(ledger, state, collector, session.subscribers)
+        problem = settle_in_doubt(
+            ledger,
+            state,
+            collector,
+            session.subscribers,
+            session.in_doubt,
+            factory.expected_result_by,
+        )
         if problem is not None:
             session.subscribers.notice(NoticeLevel.ERROR, f"stopping: {problem}")
             stopped = EngineResult(Outcome.STOPPED, state.counts, stop_reason=problem)
@@ -228,6 +242,8 @@ def session_result(
         duplicates=duplicates,
         s3_requests=result.s3_requests,
         earlier_results=result.earlier_results,
+        in_doubt_found=state.in_doubt_found + result.in_doubt_found,
+        in_doubt_resent=state.in_doubt_resent + result.in_doubt_resent,
         local=bool(ledger.config.get("local")),
     )
 

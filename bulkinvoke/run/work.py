@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from bulkinvoke.ledger.store import Ledger
     from bulkinvoke.run.definition import RunOptions
+    from bulkinvoke.run.doubt import Doubt
 
 # The service's defaults, which apply when a call does not set them.
 DEFAULT_REQUEST_TTL_SECONDS = 21600
@@ -91,6 +92,21 @@ class RunState:
     watches: list[Watch] = field(default_factory=list)
     # Where this run's outputs land (s3://bucket/prefix/), learned from an accepted call.
     output_directory: str | None = None
+    # Where its failures land: an accepted call's failure location with the stem of its output
+    # file name as "{}" (the service names a failure after the output file).
+    failure_template: str | None = None
+    # When each in-doubt attempt's intent was written (epoch seconds).
+    in_doubt_since: dict[tuple[int, int], float] = field(default_factory=dict)
+    # In-doubt attempts watched rather than sent again (``--in-doubt wait``).
+    doubts: list[Doubt] = field(default_factory=list)
+    # Of the in-doubt attempts settled before the session: found finished, and sent again.
+    in_doubt_found: int = 0
+    in_doubt_resent: int = 0
+    # Of the attempts with a result: the latest acceptance, and the longest time from
+    # acceptance to result. A result for a call accepted after an in-doubt one tells that the
+    # endpoint's queue has moved past it.
+    results_horizon: float = 0.0
+    longest_latency: float = 0.0
     # Expired attempts, watched with no deadline: an endpoint that was only slow may have
     # written their results since, and each one found is a call not paid for twice.
     expired: list[Watch] = field(default_factory=list)
@@ -102,6 +118,23 @@ class RunState:
         if self.output_directory is None:
             return None
         return self.output_directory + output_filename(call.inference_id)
+
+    def expected_failure(self, call: Call) -> str | None:
+        if self.failure_template is None:
+            return None
+        return self.failure_template.format(_stem(call.inference_id))
+
+
+def _stem(inference_id: str) -> str:
+    return output_filename(inference_id).rpartition(".")[0]
+
+
+def _failure_template(failure: str, inference_id: str) -> str | None:
+    directory, _, name = failure.rpartition("/")
+    stem = _stem(inference_id)
+    if stem not in name:
+        return None
+    return directory + "/" + name.replace("{", "{{").replace("}", "}}").replace(stem, "{}", 1)
 
 
 def invalid_reasons(latest: pa.Table) -> list[str | None]:
@@ -123,20 +156,26 @@ def load_run_state(ledger: Ledger, factory: CallFactory) -> RunState:
         "output_location",
         "failure_location",
         "submitted_at",
+        "completed_at",
+        "at",
     ]
     latest = ledger.latest()
     invalid = invalid_reasons(latest)
     latest = latest.select(columns)
-    submitted_at = pc.divide(
-        pc.cast(pc.cast(latest.column("submitted_at"), pa.timestamp("ms")), pa.int64()), 1000.0
-    ).to_pylist()
+
+    def seconds(name: str) -> list[float | None]:
+        column = pc.cast(pc.cast(latest.column(name), pa.timestamp("ms")), pa.int64())
+        return pc.divide(column, 1000.0).to_pylist()
+
+    submitted_at, completed_at, event_at = map(seconds, ["submitted_at", "completed_at", "at"])
     state = RunState(total=latest.num_rows, counts={})
     counts: dict[State, int] = {}
-    for index, (row, attempt, status, output, failure, reason) in enumerate(
+    for index, (row, attempt, status, identifier, output, failure, reason) in enumerate(
         zip(
             latest.column("row").to_pylist(),
             latest.column("attempt").to_pylist(),
             latest.column("state").to_pylist(),
+            latest.column("inference_id").to_pylist(),
             latest.column("output_location").to_pylist(),
             latest.column("failure_location").to_pylist(),
             invalid,
@@ -150,14 +189,21 @@ def load_run_state(ledger: Ledger, factory: CallFactory) -> RunState:
         if state.output_directory is None and output:
             target = parse_s3_uri(output)
             state.output_directory = f"s3://{target.bucket}/{target.directory}"
+        if state.failure_template is None and failure and identifier:
+            state.failure_template = _failure_template(failure, identifier)
+        sent, done = submitted_at[index], completed_at[index]
+        if sent is not None and done is not None:
+            state.results_horizon = max(state.results_horizon, sent)
+            state.longest_latency = max(state.longest_latency, done - sent)
         counts[current] = counts.get(current, 0) + 1
         if current is State.PENDING:
             state.work.append(factory.call(row, attempt or 1))
         elif current is State.SUBMITTING:
             state.in_doubt.append(factory.call(row, attempt))
+            state.in_doubt_since[(row, attempt)] = event_at[index] or 0.0
         elif current is State.SUBMITTED or (current is State.EXPIRED and output):
             call = factory.call(row, attempt)
-            sent = submitted_at[index] or 0.0
+            sent = sent or 0.0
             watch = Watch(
                 row,
                 attempt,
