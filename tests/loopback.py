@@ -14,6 +14,8 @@ import boto3
 
 from bulkinvoke.emulator import EmulatorConfig, EndpointSpec, LocalStack, start_local_stack
 
+WORKERS = 8
+
 
 def serve_stack(
     endpoints: list[EndpointSpec], credentials: dict[str, str], input_bucket: str
@@ -23,7 +25,7 @@ def serve_stack(
     saved = {k: os.environ.get(k) for k in credentials}
     os.environ.update(credentials)
     try:
-        with start_local_stack(endpoints, EmulatorConfig(workers=8)) as local:
+        with start_local_stack(endpoints, EmulatorConfig(workers=WORKERS)) as local:
             s3_client(local).create_bucket(Bucket=input_bucket)
             yield local
     finally:
@@ -35,8 +37,9 @@ def serve_stack(
 
 
 def reset_faults(stack: LocalStack, **more: Any) -> None:
-    """The stack's fault knobs back at their defaults."""
+    """The stack's fault knobs (and its workers) back at their defaults."""
     stack.configure(
+        workers=WORKERS,
         latency=EmulatorConfig().latency,
         capacity_per_second=None,
         unavailable_probability=0.0,

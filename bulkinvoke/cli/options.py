@@ -62,8 +62,9 @@ InDoubtOption = Annotated[
     typer.Option(
         help="What to do with calls a crash left in doubt (sent, answer lost) whose output is not "
         "in S3 yet: resend them at once with the same inference ID, or wait: watch their output "
-        "and failure locations and resend only those still missing once overdue (results have "
-        "come for calls accepted well after them, or past their expiry).",
+        "and failure locations and resend only those still missing once overdue (a call accepted "
+        "after them has its result and twice the longest latency seen has passed, or past their "
+        "expiry).",
     ),
 ]
 RunDirArgument = Annotated[Path, typer.Argument(metavar="RUN_DIR", help="The run directory.")]

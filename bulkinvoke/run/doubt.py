@@ -3,8 +3,9 @@ accepted, but the answer saying so was lost with the crash) or may never have re
 ``--in-doubt resend`` (the default) it is sent again at once, with the same inference ID; with
 ``--in-doubt wait`` its output and failure locations are watched like those of accepted calls,
 and it is sent again only once it is *overdue* (:meth:`Doubt.overdue`): past its expiry, or
-when the endpoint has returned results for calls accepted well after it was due to go out, and
-a result of its own would have come by now at twice the longest latency seen.
+once the endpoint has returned a result for a call accepted after its intent was written and a
+result of its own would have come by now: its intent plus the time it may have taken to go out,
+plus twice the longest latency (acceptance to result) seen in the run.
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ class Doubt:
     expires_at: float
 
     def overdue(self, now: float, horizon: float, longest_latency: float) -> bool:
-        """Whether to send it again: past its expiry; or the endpoint has given results for
-        calls accepted after this one could have gone out (``horizon``, the latest acceptance
-        with a result), and twice the longest latency seen has passed since."""
+        """Whether to send it again: past its expiry; or the endpoint has given a result for a
+        call accepted after this one's intent (``horizon``, the latest acceptance with a
+        result), and twice the longest latency seen has passed since it was due to go out."""
         if now >= self.expires_at:
             return True
         due_by = self.since + SEND_MARGIN_S
-        return horizon >= due_by and now >= due_by + 2 * max(longest_latency, MIN_LATENCY_S)
+        return horizon > self.since and now >= due_by + 2 * max(longest_latency, MIN_LATENCY_S)
