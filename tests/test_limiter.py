@@ -60,7 +60,7 @@ def polling_calls(limiter: RateLimiter, clock: FakeClock, seconds: float) -> lis
 
 def test_rate_100_for_30_seconds_is_accurate_and_never_bursts() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(100, clock=clock, sleep=clock.sleep)
+    limiter = RateLimiter(100, clock=clock, sleep=clock.sleep, slow_start=False)
     times = blocking_calls(limiter, clock, 30.0)
     assert 2990 <= len(times) <= 3000
     # The first window starts at the first call: the first second is held to the rate too.
@@ -71,13 +71,13 @@ def test_rate_100_for_30_seconds_is_accurate_and_never_bursts() -> None:
 def test_sleep_overshoot_does_not_drift() -> None:
     # Each sleep lasts up to 2 ms longer than asked, a fifth of the interval at 100/s.
     clock = FakeClock(overshoot=0.002, seed=1)
-    limiter = RateLimiter(100, clock=clock, sleep=clock.sleep)
+    limiter = RateLimiter(100, clock=clock, sleep=clock.sleep, slow_start=False)
     assert len(blocking_calls(limiter, clock, 30.0)) >= 2990
 
 
 def test_polling_with_late_wakeups_keeps_the_schedule() -> None:
     clock = FakeClock(overshoot=0.002, seed=2)
-    limiter = RateLimiter(100, clock=clock, sleep=clock.sleep)
+    limiter = RateLimiter(100, clock=clock, sleep=clock.sleep, slow_start=False)
     times = polling_calls(limiter, clock, 30.0)
     assert len(times) >= 2990
     # A late call followed by a punctual one is the only way to fit one more in a second.
@@ -86,7 +86,7 @@ def test_polling_with_late_wakeups_keeps_the_schedule() -> None:
 
 def test_punctual_polling_matches_blocking() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(100, clock=clock, sleep=clock.sleep)
+    limiter = RateLimiter(100, clock=clock, sleep=clock.sleep, slow_start=False)
     times = polling_calls(limiter, clock, 30.0)
     assert 2990 <= len(times) <= 3000
     assert most_in_one_second(times) <= 100
@@ -104,7 +104,7 @@ def test_try_acquire_does_not_take_a_slot_it_reports_as_busy() -> None:
 
 def test_an_idle_spell_earns_no_burst() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(50, clock=clock, sleep=clock.sleep)
+    limiter = RateLimiter(50, clock=clock, sleep=clock.sleep, slow_start=False)
     blocking_calls(limiter, clock, 2.0)
     clock.now = 10.0
     times = blocking_calls(limiter, clock, 12.0)
@@ -165,7 +165,9 @@ def test_nonsense_settings_are_refused(arguments: dict[str, float]) -> None:
 
 def test_a_throttle_cuts_once_per_cooldown() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(100, clock=clock, sleep=clock.sleep, decrease_factor=0.5, cooldown=1.0)
+    limiter = RateLimiter(
+        100, clock=clock, sleep=clock.sleep, decrease_factor=0.5, cooldown=1.0, slow_start=False
+    )
     limiter.on_throttle()
     assert limiter.current_rate == 50
     clock.now = 0.9
@@ -189,7 +191,7 @@ def test_the_rate_never_falls_below_the_floor() -> None:
 
 def test_recovery_is_additive_and_capped_at_the_maximum() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(100, clock=clock, sleep=clock.sleep, cooldown=0.5)
+    limiter = RateLimiter(100, clock=clock, sleep=clock.sleep, cooldown=0.5, slow_start=False)
     limiter.on_throttle()
     assert limiter.current_rate == pytest.approx(70)
     clock.now = 0.5
@@ -206,7 +208,7 @@ def test_recovery_is_additive_and_capped_at_the_maximum() -> None:
 
 def test_a_pause_counts_for_at_most_one_second_of_growth() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(100, clock=clock, sleep=clock.sleep, cooldown=0.0)
+    limiter = RateLimiter(100, clock=clock, sleep=clock.sleep, cooldown=0.0, slow_start=False)
     limiter.on_throttle()
     clock.now = 60.0
     limiter.on_success()
@@ -261,12 +263,12 @@ def simulate(
     """
     accepted = [0] * seconds
     throttled = [0] * seconds
-    answers: list[tuple[float, int, bool]] = []
+    answers: list[tuple[float, int, bool, float]] = []
     sent = 0
     while clock.now < seconds:
         while answers and answers[0][0] <= clock.now:
-            _, _, ok = heapq.heappop(answers)
-            limiter.on_success() if ok else limiter.on_throttle()
+            _, _, ok, sent_at = heapq.heappop(answers)
+            limiter.on_success(sent_at) if ok else limiter.on_throttle(sent_at)
         wait = limiter.try_acquire()
         if wait > 0:
             clock.now = min(clock.now + wait, answers[0][0]) if answers else clock.now + wait
@@ -274,7 +276,7 @@ def simulate(
         ok = server.accepts()
         (accepted if ok else throttled)[int(clock.now)] += 1
         sent += 1
-        heapq.heappush(answers, (clock.now + latency, sent, ok))
+        heapq.heappush(answers, (clock.now + latency, sent, ok, clock.now))
     return accepted, throttled
 
 
@@ -309,7 +311,7 @@ def test_concurrent_acquires_each_get_their_own_slot() -> None:
             waits.append(seconds)
 
     # The clock stands still, so every acquire must reserve the slot after the previous one.
-    limiter = RateLimiter(1000, clock=clock, sleep=record)
+    limiter = RateLimiter(1000, clock=clock, sleep=record, slow_start=False)
     start = threading.Barrier(8)
 
     def work() -> None:
@@ -374,3 +376,74 @@ def test_unlimited_adapts_to_a_throttling_server() -> None:
     settled_accepted, settled_throttled = sum(accepted[5:]), sum(throttled[5:])
     assert settled_accepted / 55 >= 45
     assert settled_throttled / (settled_accepted + settled_throttled) < 0.10
+
+
+# ---------------------------------------------------------------- slow start
+
+
+def test_slow_start_begins_below_the_rate_and_reaches_it_within_two_seconds() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(500, clock=clock, sleep=clock.sleep)
+    assert limiter.current_rate is not None and limiter.current_rate < 500 / 16
+    # An endpoint with no limit: every call succeeds, answered 50 ms later.
+    accepted, throttled = simulate(
+        Server(lambda _: 1e9, 1e9, clock), limiter, clock, seconds=4, latency=0.05
+    )
+    assert sum(throttled) == 0
+    assert limiter.current_rate == 500
+    assert accepted[2] >= 0.99 * 500, "paced at --rate from the third second"
+
+
+def test_slow_start_ignores_the_time_spent_setting_up_the_run() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(500, clock=clock, sleep=clock.sleep)
+    start = limiter.current_rate
+    clock.now = 30.0  # the manifest was read and the plan written meanwhile
+    assert limiter.try_acquire() == 0.0
+    clock.now = 30.05
+    limiter.on_success()
+    assert limiter.current_rate == pytest.approx(start * 2 ** (0.05 / 0.25))
+
+
+@pytest.mark.parametrize("latency", [0.02, 0.05, 0.2])
+def test_a_short_run_against_a_slower_endpoint_is_hardly_throttled_start_included(
+    latency: float,
+) -> None:
+    # 600 calls at --rate 500 against an endpoint that takes 50 a second: the whole run,
+    # from its first call, has under 5% of its calls throttled.
+    clock = FakeClock()
+    limiter = RateLimiter(500, clock=clock, sleep=clock.sleep)
+    accepted, throttled = simulate(Server(lambda _: 50, 5, clock), limiter, clock, 14, latency)
+    seconds = next(i for i, _ in enumerate(accepted) if sum(accepted[: i + 1]) >= 600) + 1
+    share = sum(throttled[:seconds]) / (sum(accepted[:seconds]) + sum(throttled[:seconds]))
+    assert share < 0.05, f"{share:.1%} throttled over {seconds} s"
+
+
+def test_the_first_throttle_halves_the_rate_then_measures_the_capacity() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(500, clock=clock, sleep=clock.sleep, cooldown=0.0)
+    start = limiter.current_rate
+    assert start is not None
+    limiter.try_acquire()
+    clock.now = 0.5
+    limiter.on_success(sent_at=0.45)
+    assert limiter.current_rate == pytest.approx(start * 4)
+    # Throttled, answered 0.25 s after it left: it left at half today's rate; half of that.
+    clock.now = 0.75
+    limiter.on_throttle(sent_at=0.5)
+    assert limiter.current_rate == pytest.approx(start * 4 / 2 / 2)
+    measuring = start
+    # Answers to calls sent since the cut: 6 of 10 throttled, so the capacity is 40% of it.
+    for n in range(10):
+        clock.now = 0.8 + n * 0.01
+        if n % 5 < 3:
+            limiter.on_throttle(sent_at=0.76)
+        else:
+            limiter.on_success(sent_at=0.76)
+    assert limiter.current_rate == pytest.approx(0.95 * 0.4 * measuring)
+    # And from there today's AIMD, no more doubling: just under the measured capacity, the rate
+    # creeps up by 1% of it a second.
+    rate = limiter.current_rate
+    clock.now += 0.2
+    limiter.on_success(sent_at=clock.now)
+    assert limiter.current_rate == pytest.approx(rate + 0.01 * 0.4 * measuring * 0.2)

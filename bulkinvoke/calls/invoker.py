@@ -133,13 +133,16 @@ class Invoker:
     def invoke(self, call: Call) -> CallResult:
         """Send one attempt (its rate-limit token already taken); retries take their own."""
         parameters = self.parameters(call)
+        sent_at = self._monotonic()
 
         def send() -> dict[str, Any]:
+            nonlocal sent_at
+            sent_at = self._monotonic()
             return self._client.invoke_endpoint_async(**parameters)
 
         def before_retry(error: ErrorClass, tries: int, delay: float) -> None:
             if error.kind is ErrorKind.THROTTLED:
-                self._limiter.on_throttle()
+                self._limiter.on_throttle(sent_at)
 
         def sleep_then_acquire(delay: float) -> None:
             self._sleep(delay)
@@ -160,7 +163,7 @@ class Invoker:
             return CallResult(call, State.SUBMITTING, self._clock(), stop=problem)
         except (Rejected, GaveUp) as failed:
             if failed.error_class.kind is ErrorKind.THROTTLED:
-                self._limiter.on_throttle()
+                self._limiter.on_throttle(sent_at)
             return CallResult(
                 call,
                 State.REJECTED if isinstance(failed, Rejected) else State.FAILED,
@@ -169,7 +172,7 @@ class Invoker:
                 retries=failed.retries,
                 throttles=failed.throttles,
             )
-        self._limiter.on_success()
+        self._limiter.on_success(sent_at)
         return CallResult(
             call,
             State.SUBMITTED,
