@@ -24,6 +24,7 @@ from benchlib import Figure, machine
 BENCHMARKS = {
     "submit": "bench_submit",
     "commit": "bench_commit",
+    "crash": "bench_crash",
     "rate": "bench_rate",
     "adapt": "bench_adapt",
     "collect": "bench_collect",
