@@ -33,6 +33,12 @@ import boto3
 _PATH = re.compile(r"/endpoints/([^/]+)/async-invocations")
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client killed mid-call (the crash benchmark's) resets its connection: not news.
+        pass
+
+
 @dataclass
 class FakeEndpointSettings:
     output: str  # s3://bucket/prefix where outputs land
@@ -71,7 +77,7 @@ class FakeEndpoint:
         self._tokens = settings.capacity or 0.0
         self._filled_at = time.monotonic()
         self._stopping = False
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._threads = [threading.Thread(target=self._server.serve_forever, daemon=True)]
