@@ -66,7 +66,7 @@ def stack() -> Iterator[LocalStack]:
 def emulator(stack: LocalStack) -> Iterator[LocalStack]:
     """The shared stack, with its fault knobs and endpoints back to normal after each test."""
     yield stack
-    reset_faults(stack, workers=8)
+    reset_faults(stack)
     if ENDPOINT not in {spec.name for spec in stack.endpoints()}:
         stack.add_endpoint(
             EndpointSpec(ENDPOINT, f"s3://{OUTPUT_BUCKET}/out", f"s3://{OUTPUT_BUCKET}/fail")
