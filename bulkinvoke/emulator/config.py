@@ -7,9 +7,8 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
-# From botocore's sagemaker-runtime model (shape EndpointName); options.py has no use for it.
-ENDPOINT_NAME_MAX = 63
-ENDPOINT_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
+from bulkinvoke.emulator.model import members
+
 # From the SageMaker model (AsyncInferenceNotificationConfig.SuccessTopic / ErrorTopic).
 TOPIC_ARN_PATTERN = re.compile(r"arn:aws[a-z\-]*:sns:([a-z0-9\-]*):([0-9]{12}):([a-zA-Z0-9_.-]+)")
 _S3_URI = re.compile(r"s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(.*))?", re.DOTALL)
@@ -164,9 +163,10 @@ class EndpointSpec:
 
     def problems(self) -> list[str]:
         found = []
-        if len(self.name) > ENDPOINT_NAME_MAX or not ENDPOINT_NAME_PATTERN.fullmatch(self.name):
+        name = members()["EndpointName"]
+        if name.problem(self.name) is not None:
             found.append(
-                f"endpoint name {self.name!r} must be 1-{ENDPOINT_NAME_MAX} letters, digits "
+                f"endpoint name {self.name!r} must be 1-{name.maximum} letters, digits "
                 "and inner hyphens"
             )
         for label, uri in (("output_path", self.output_path), ("failure_path", self.failure_path)):

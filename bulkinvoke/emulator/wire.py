@@ -1,6 +1,7 @@
 """InvokeEndpointAsync on the wire: request headers in, validated request or service error out.
 
-Limits come from botocore's ``sagemaker-runtime`` model through ``bulkinvoke.request_options``.
+Limits come from botocore's ``sagemaker-runtime`` model data (``emulator.model``), never from the
+core's ``request_options``, which the emulator is there to test.
 Errors are sent the way the service's rest-json protocol sends them: the code in the ``x-amzn-
 ErrorType`` header (which botocore's RestJSONParser reads first) and ``{"message": ...}`` in the
 body, so ``ClientError.response["Error"]`` gets both ``Code`` and ``Message``.
@@ -10,28 +11,21 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bulkinvoke import request_options as options
-from bulkinvoke.emulator.config import ENDPOINT_NAME_MAX, ENDPOINT_NAME_PATTERN
+from bulkinvoke.emulator.model import Member, header_members, members
 
-INPUT_LOCATION = "x-amzn-sagemaker-inputlocation"
-INFERENCE_ID = "x-amzn-sagemaker-inference-id"
-CUSTOM_ATTRIBUTES = "x-amzn-sagemaker-custom-attributes"
-CONTENT_TYPE = "x-amzn-sagemaker-content-type"
-ACCEPT = "x-amzn-sagemaker-accept"
-REQUEST_TTL = "x-amzn-sagemaker-requestttlseconds"
-INVOCATION_TIMEOUT = "x-amzn-sagemaker-invocationtimeoutseconds"
-FILENAME = "x-amzn-sagemaker-filename"
-OUTPUT_PATH_EXTENSION = "x-amzn-sagemaker-s3outputpathextension"
 OUTPUT_LOCATION_HEADER = "X-Amzn-SageMaker-OutputLocation"
 FAILURE_LOCATION_HEADER = "X-Amzn-SageMaker-FailureLocation"
 
 # The service's defaults, from the model's documentation of the two headers.
 DEFAULT_REQUEST_TTL_SECONDS = 21600
 DEFAULT_INVOCATION_TIMEOUT_SECONDS = 900
-BODY_MAX = 128000
+_DEFAULTS = {
+    "RequestTTLSeconds": DEFAULT_REQUEST_TTL_SECONDS,
+    "InvocationTimeoutSeconds": DEFAULT_INVOCATION_TIMEOUT_SECONDS,
+}
 _SHOWN_VALUE_MAX = 80
 
 
@@ -134,39 +128,17 @@ class _Problems:
             raise validation_error(f"{count} validation {noun} detected: " + "; ".join(self.items))
 
 
-def _integer(problems: _Problems, member: str, option: str, text: str | None, default: int) -> int:
+def _integer(problems: _Problems, member: Member, text: str | None, default: int) -> int:
     if text is None:
         return default
     try:
         value = int(text.strip())
     except ValueError:
-        problems.add(member, text, "Member must be an integer")
+        problems.add(member.reported_name, text, "Member must be an integer")
         return default
-    for problem in options.RequestOptions(**{option: value}).problems():
-        problems.add(member, text, problem)
+    if (problem := member.problem(value)) is not None:
+        problems.add(member.reported_name, text, problem)
     return value
-
-
-def _option_check(option: str) -> Callable[[str], str | None]:
-    def check(value: str) -> str | None:
-        found = options.RequestOptions(**{option: value}).problems()
-        return found[0] if found else None
-
-    return check
-
-
-# (member name as the service reports it, header, check); values of sensitive members are
-# never echoed back, as the service does for CustomAttributes.
-_STRING_MEMBERS: tuple[tuple[str, str, Callable[[str], str | None]], ...] = (
-    ("contentType", CONTENT_TYPE, _option_check("content_type")),
-    ("accept", ACCEPT, _option_check("accept")),
-    ("customAttributes", CUSTOM_ATTRIBUTES, options.check_custom_attributes),
-    ("inferenceId", INFERENCE_ID, options.check_inference_id),
-    ("inputLocation", INPUT_LOCATION, options.check_input_location),
-    ("s3OutputPathExtension", OUTPUT_PATH_EXTENSION, options.check_output_path_extension),
-    ("filename", FILENAME, options.check_filename),
-)
-_SENSITIVE = frozenset({"customAttributes"})
 
 
 def parse_invocation(
@@ -174,49 +146,39 @@ def parse_invocation(
 ) -> InvocationRequest:
     """Validate every member as the service does; raise a ValidationError listing all problems."""
     problems = _Problems()
-    if len(endpoint_name) > ENDPOINT_NAME_MAX or not ENDPOINT_NAME_PATTERN.fullmatch(endpoint_name):
-        problems.add(
-            "endpointName",
-            endpoint_name,
-            f"Member must have length less than or equal to {ENDPOINT_NAME_MAX} and satisfy "
-            f"regular expression pattern: {ENDPOINT_NAME_PATTERN.pattern}",
-        )
+    model = members()
+    name_problem = model["EndpointName"].problem(endpoint_name)
+    if name_problem is not None:
+        problems.add("endpointName", endpoint_name, name_problem)
     values: dict[str, str | None] = {}
-    for member, header, check in _STRING_MEMBERS:
-        value = values[member] = headers.get(header)
-        if value is not None and (problem := check(value)):
-            problems.add(member, None if member in _SENSITIVE else value, problem)
-    ttl = _integer(
-        problems,
-        "requestTTLSeconds",
-        "request_ttl_seconds",
-        headers.get(REQUEST_TTL),
-        DEFAULT_REQUEST_TTL_SECONDS,
-    )
-    timeout = _integer(
-        problems,
-        "invocationTimeoutSeconds",
-        "invocation_timeout_seconds",
-        headers.get(INVOCATION_TIMEOUT),
-        DEFAULT_INVOCATION_TIMEOUT_SECONDS,
-    )
-    input_location = values["inputLocation"]
-    if len(body) > BODY_MAX:
-        problems.add("body", None, f"Member must have length less than or equal to {BODY_MAX}")
+    numbers: dict[str, int] = {}
+    for member in header_members():
+        text = headers.get(member.wire_name.lower())
+        if member.type_name == "integer":
+            numbers[member.name] = _integer(problems, member, text, _DEFAULTS[member.name])
+            continue
+        values[member.name] = text
+        if text is not None and (problem := member.problem(text)) is not None:
+            # Values of sensitive members are never echoed back, as the service does.
+            problems.add(member.reported_name, None if member.sensitive else text, problem)
+    input_location = values["InputLocation"]
+    body_max = model["Body"].maximum
+    if body_max is not None and len(body) > body_max:
+        problems.add("body", None, f"Member must have length less than or equal to {body_max}")
     # An empty payload is indistinguishable from no Body on the wire.
     if bool(body) == (input_location is not None):
         problems.add("inputLocation", None, "Provide exactly one of Body and InputLocation")
     problems.raise_any()
     return InvocationRequest(
         endpoint_name=endpoint_name,
-        inference_id=values["inferenceId"],
+        inference_id=values["InferenceId"],
         input_location=input_location,
         body=body or None,
-        content_type=values["contentType"],
-        accept=values["accept"],
-        custom_attributes=values["customAttributes"],
-        output_path_extension=values["s3OutputPathExtension"],
-        filename=values["filename"],
-        request_ttl_seconds=ttl,
-        invocation_timeout_seconds=timeout,
+        content_type=values["ContentType"],
+        accept=values["Accept"],
+        custom_attributes=values["CustomAttributes"],
+        output_path_extension=values["S3OutputPathExtension"],
+        filename=values["Filename"],
+        request_ttl_seconds=numbers["RequestTTLSeconds"],
+        invocation_timeout_seconds=numbers["InvocationTimeoutSeconds"],
     )

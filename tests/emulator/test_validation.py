@@ -38,7 +38,6 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
 ]
 LOCATION_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("input not s3", {"InputLocation": "ftp://bucket/key"}, "inputLocation"),
-    ("input no key", {"InputLocation": "s3://bucket"}, "inputLocation"),
     ("input not a uri", {"InputLocation": "hello.txt"}, "inputLocation"),
     ("input too long", {"InputLocation": "s3://b/" + "k" * 1020}, "inputLocation"),
     ("body and input", {"InputLocation": GOOD_INPUT, "Body": b"x"}, "exactly one of Body"),
@@ -170,3 +169,30 @@ def test_unknown_path(stack: LocalStack) -> None:
     response.read()
     assert response.status == 404
     assert response.getheader("x-amzn-ErrorType") == "UnknownOperationException"
+
+
+def test_a_location_without_a_key_passes_the_models_pattern(runtime: BaseClient) -> None:
+    # The model's pattern, ^(https|s3)://([^/]+)/?(.*)$, admits "s3://bucket": the emulator
+    # accepts the call, as the service's own validation would, and the attempt fails when
+    # the input cannot be read. bulkinvoke's manifest check refuses it before any call.
+    accepted = runtime.invoke_endpoint_async(EndpointName="main", InputLocation="s3://bucket")
+    assert accepted["ResponseMetadata"]["HTTPStatusCode"] == 202
+
+
+def test_the_core_and_the_emulator_read_the_same_limits_from_different_places() -> None:
+    """The core's hand-written table (``request_options``) against the model data the emulator
+    reads: a limit wrong in the core is caught here, not agreed with."""
+    from bulkinvoke import request_options as core
+    from bulkinvoke.emulator.model import members
+
+    model = members()
+    assert model["InferenceId"].maximum == core.INFERENCE_ID_MAX
+    assert model["CustomAttributes"].maximum == core.CUSTOM_ATTRIBUTES_MAX
+    assert model["ContentType"].maximum == model["Accept"].maximum == core.HEADER_MAX
+    assert model["InputLocation"].maximum == core.INPUT_LOCATION_MAX
+    assert model["S3OutputPathExtension"].maximum == core.OUTPUT_PATH_EXTENSION_MAX
+    assert model["Filename"].maximum == core.FILENAME_MAX
+    assert model["EndpointName"].maximum == core.ENDPOINT_NAME_MAX
+    ttl, timeout = model["RequestTTLSeconds"], model["InvocationTimeoutSeconds"]
+    assert (ttl.minimum, ttl.maximum) == core.REQUEST_TTL_RANGE
+    assert (timeout.minimum, timeout.maximum) == core.INVOCATION_TIMEOUT_RANGE
