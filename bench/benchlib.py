@@ -102,6 +102,8 @@ class Emulator:
             str(workers),
             "--latency",
             "0",
+            "--credentials",
+            f"{FAKE_CREDENTIALS['AWS_ACCESS_KEY_ID']}:{FAKE_CREDENTIALS['AWS_SECRET_ACCESS_KEY']}",
         ]
         if capacity is not None:
             command += ["--capacity", str(capacity)]
@@ -181,7 +183,9 @@ class Emulator:
         command = [PYTHON, "-m", "tests.emulator.loadgen", "--url", self.sagemaker_url]
         command += ["--endpoint", ENDPOINT, "--input", f"s3://{INPUT_BUCKET}/ceiling.json"]
         command += ["--seconds", str(seconds), "--threads", str(threads)]
-        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            command, cwd=REPO, capture_output=True, text=True, check=True, env=self.env()
+        )
         match = re.search(r"rate=(\d+)/s", done.stdout)
         if match is None:
             raise RuntimeError(f"unexpected load generator output: {done.stdout!r}")

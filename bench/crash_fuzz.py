@@ -77,6 +77,7 @@ CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "fake/secret/for/crash/fuzzing/0123456789",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+_KEY = CREDENTIALS["AWS_ACCESS_KEY_ID"]
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,9 @@ class CrashFuzzer:
             self.stack.add_endpoint(
                 EndpointSpec(ENDPOINT, f"s3://{OUTPUT_BUCKET}/out", f"s3://{OUTPUT_BUCKET}/fail")
             )
-        self.stack.configure(latency=self.settings.latency)
+        # The sessions sign with CREDENTIALS: the endpoint must know them, whoever started it.
+        known = {**self.stack.config.credentials, _KEY: CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
+        self.stack.configure(latency=self.settings.latency, credentials=known)
         try:
             self.s3.create_bucket(Bucket=INPUT_BUCKET)
         except self.s3.exceptions.BucketAlreadyOwnedByYou:
@@ -548,7 +551,12 @@ def _wait_for(
 
 @contextmanager
 def _local_stack(settings: FuzzSettings) -> Iterator[LocalStack]:
-    config = EmulatorConfig(workers=8, latency=settings.latency, seed=settings.seed)
+    config = EmulatorConfig(
+        workers=8,
+        latency=settings.latency,
+        seed=settings.seed,
+        credentials={_KEY: CREDENTIALS["AWS_SECRET_ACCESS_KEY"]},
+    )
     with start_local_stack([], config) as stack:
         yield stack
 

@@ -25,7 +25,11 @@ def serve_stack(
     saved = {k: os.environ.get(k) for k in credentials}
     os.environ.update(credentials)
     try:
-        with start_local_stack(endpoints, EmulatorConfig(workers=WORKERS)) as local:
+        config = EmulatorConfig(
+            workers=WORKERS,
+            credentials={credentials["AWS_ACCESS_KEY_ID"]: credentials["AWS_SECRET_ACCESS_KEY"]},
+        )
+        with start_local_stack(endpoints, config) as local:
             s3_client(local).create_bucket(Bucket=input_bucket)
             yield local
     finally:

@@ -64,6 +64,16 @@ def _describe(stack: LocalStack) -> None:
         typer.echo(f"export {name}={value}")
 
 
+def _credentials(pairs: list[str]) -> dict[str, str]:
+    found = {}
+    for pair in pairs:
+        key, colon, secret = pair.partition(":")
+        if not colon or not key or not secret:
+            raise typer.BadParameter(f"{pair!r}: expected KEY:SECRET", param_hint="--credentials")
+        found[key] = secret
+    return found
+
+
 class MissingInputMode(StrEnum):
     fail = "fail"
     reject = "reject"
@@ -167,6 +177,14 @@ def emulator_command(
         str, typer.Option(help="Account ID named in 'endpoint not found' errors.")
     ] = "123456789012",
     region: Annotated[str, typer.Option(help="Region of the emulated services.")] = "us-east-1",
+    credentials: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="KEY:SECRET an access key the endpoint accepts, with its secret (repeatable; "
+            "every call's SigV4 signature is checked with it; the first is printed for clients). "
+            "Default: local:local.",
+        ),
+    ] = None,
 ) -> None:
     """Serve a local SageMaker asynchronous inference endpoint, with S3, SNS and SQS."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -189,6 +207,7 @@ def emulator_command(
             seed=seed,
             account=account,
             region=region,
+            credentials=_credentials(credentials or ["local:local"]),
             time_scale=time_scale,
         )
     except ValueError as exc:

@@ -13,6 +13,8 @@ from bulkinvoke.emulator.model import members
 TOPIC_ARN_PATTERN = re.compile(r"arn:aws[a-z\-]*:sns:([a-z0-9\-]*):([0-9]{12}):([a-zA-Z0-9_.-]+)")
 _S3_URI = re.compile(r"s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(.*))?", re.DOTALL)
 
+# What the emulator hands out, and --local uses, unless told otherwise.
+LOCAL_CREDENTIALS = ("local", "local")
 LatencyKind = Literal["fixed", "uniform", "exponential"]
 MissingInput = Literal["fail", "reject"]
 
@@ -100,6 +102,9 @@ class EmulatorConfig:
     account: str = "123456789012"
     region: str = "us-east-1"
     time_scale: float = 1.0
+    # The access keys the endpoint knows, with their secrets: it checks every call's SigV4
+    # signature with them (emulator/sigv4.py). The first is the one it hands out.
+    credentials: dict[str, str] = field(default_factory=lambda: dict([LOCAL_CREDENTIALS]))
 
     def __post_init__(self) -> None:
         if isinstance(self.latency, str):
@@ -129,6 +134,8 @@ class EmulatorConfig:
             found.append("account must be 12 digits")
         if not self.time_scale > 0:
             found.append("time_scale must be positive")
+        if not self.credentials or not all(self.credentials.values()):
+            found.append("credentials must name at least one access key, each with a secret")
         return found
 
     def with_changes(self, changes: dict[str, Any]) -> EmulatorConfig:
@@ -143,6 +150,8 @@ class EmulatorConfig:
         data = asdict(self)
         data["latency"] = str(self.latency)
         data["network_latency"] = str(self.network_latency)
+        # Secrets are not shown (nor are the keys: what is shown can be posted back as is).
+        del data["credentials"]
         return data
 
 

@@ -118,7 +118,10 @@ class _Connection(socketserver.StreamRequestHandler):
         if match is None or method != "POST":
             return _UNKNOWN_OPERATION.response()
         try:
-            accepted = self.server.service.invoke(unquote(match.group(1)), headers, body)
+            raw_path, _, raw_query = target.partition("?")
+            accepted = self.server.service.invoke(
+                unquote(match.group(1)), headers, body, raw_path=raw_path, raw_query=raw_query
+            )
         except ServiceError as error:
             return error.response()
         response_headers = [(OUTPUT_LOCATION_HEADER, accepted.output_location)]

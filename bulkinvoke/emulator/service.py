@@ -23,11 +23,11 @@ from bulkinvoke.emulator.handlers import load_handler
 from bulkinvoke.emulator.jobs import new_job, object_address
 from bulkinvoke.emulator.notifications import Notifier
 from bulkinvoke.emulator.processing import Processor
+from bulkinvoke.emulator.sigv4 import SignatureError, verify
 from bulkinvoke.emulator.stats import Stats
 from bulkinvoke.emulator.wire import (
     InvocationRequest,
     ServiceError,
-    check_signed,
     internal_failure,
     parse_invocation,
     throttling_error,
@@ -43,6 +43,8 @@ _COUNTER_OF_ERROR = {
     "InternalFailure": "internal_failures",
     "MissingAuthenticationTokenException": "unauthenticated",
     "IncompleteSignatureException": "unauthenticated",
+    "UnrecognizedClientException": "unauthenticated",
+    "InvalidSignatureException": "unauthenticated",
 }
 _FAULT_ERRORS = {
     "throttled": throttling_error,
@@ -147,21 +149,46 @@ class AsyncInferenceService:
         if created != arn:
             raise ValueError(f"topic {arn} cannot be created here: the SNS server made {created}")
 
-    def invoke(self, endpoint_name: str, headers: Mapping[str, str], body: bytes) -> Accepted:
-        """Accept one InvokeEndpointAsync call or raise the ServiceError the service would;
-        either after the configured network latency (each connection has a thread of its own,
-        so only this call waits)."""
+    def invoke(
+        self,
+        endpoint_name: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        raw_path: str,
+        raw_query: str = "",
+    ) -> Accepted:
+        """Accept one InvokeEndpointAsync call (``raw_path`` and ``raw_query`` as sent, for its
+        signature) or raise the ServiceError the service would; either after the configured
+        network latency (each connection has a thread of its own, so only this call waits)."""
         delay = self._faults.latency(self._config.network_latency)
         if delay > 0:
             time.sleep(delay)
         try:
+            self._verify_signature(headers, body, raw_path, raw_query)
             return self._accept(endpoint_name, headers, body)
         except ServiceError as error:
             self._stats.count(_COUNTER_OF_ERROR[error.code], endpoint_name)
             raise
 
+    def _verify_signature(
+        self, headers: Mapping[str, str], body: bytes, raw_path: str, raw_query: str
+    ) -> None:
+        config = self._config
+        try:
+            verify(
+                "POST",
+                raw_path,
+                raw_query,
+                headers,
+                body,
+                secrets=config.credentials,
+                region=config.region,
+            )
+        except SignatureError as error:
+            raise ServiceError(403, error.code, error.message) from None
+
     def _accept(self, endpoint_name: str, headers: Mapping[str, str], body: bytes) -> Accepted:
-        check_signed(headers)
         request = parse_invocation(endpoint_name, headers, body)
         config = self._config
         endpoint = self._endpoints.get(endpoint_name)

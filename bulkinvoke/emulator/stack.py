@@ -99,9 +99,10 @@ class LocalStack:
         if self.sns_url is not None:
             env["AWS_ENDPOINT_URL_SNS"] = self.sns_url
             env["AWS_ENDPOINT_URL_SQS"] = self.sns_url
+        key, secret = next(iter(self.config.credentials.items()))
         env.update(
-            AWS_ACCESS_KEY_ID="local",
-            AWS_SECRET_ACCESS_KEY="local",
+            AWS_ACCESS_KEY_ID=key,
+            AWS_SECRET_ACCESS_KEY=secret,
             AWS_DEFAULT_REGION=self.config.region,
         )
         return env

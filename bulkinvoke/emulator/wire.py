@@ -64,31 +64,6 @@ def internal_failure() -> ServiceError:
     return ServiceError(500, "InternalFailure", "An internal failure occurred. Try again later.")
 
 
-def check_signed(headers: Mapping[str, str]) -> None:
-    """Refuse unsigned requests the way AWS does; the signature itself is not verified."""
-    authorization = headers.get("authorization")
-    if authorization is None:
-        raise ServiceError(
-            403, "MissingAuthenticationTokenException", "Missing Authentication Token"
-        )
-    parts = ("Credential=", "SignedHeaders=", "Signature=")
-    if not authorization.startswith("AWS4-HMAC-SHA256 ") or not all(
-        part in authorization for part in parts
-    ):
-        raise ServiceError(
-            403,
-            "IncompleteSignatureException",
-            "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' "
-            f"parameters (AWS4-HMAC-SHA256). Authorization={authorization}",
-        )
-    if "x-amz-date" not in headers and "date" not in headers:
-        raise ServiceError(
-            403,
-            "IncompleteSignatureException",
-            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
-        )
-
-
 @dataclass(frozen=True, slots=True)
 class InvocationRequest:
     """A valid InvokeEndpointAsync request; exactly one of input_location and body is set."""

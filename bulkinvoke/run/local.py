@@ -17,7 +17,6 @@ from bulkinvoke.errors import RunError
 from bulkinvoke.s3uri import bucket_owner_args, parse_s3_uri
 
 LOCAL_BUCKET = "bulkinvoke-local"
-LOCAL_CREDENTIALS = ("local", "local")
 
 
 class LocalInputsMissing(RunError):
@@ -50,7 +49,8 @@ def local_endpoint(
             region="us-east-1",
             endpoint_url=stack.sagemaker_url,
             s3_endpoint_url=stack.s3_url,
-            static_credentials=LOCAL_CREDENTIALS,
+            # The credentials the emulator hands out, and checks every call's signature with.
+            static_credentials=next(iter(stack.config.credentials.items())),
             expected_bucket_owner=expected_bucket_owner,
         )
         s3 = make_clients(settings).s3

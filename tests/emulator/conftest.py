@@ -39,6 +39,7 @@ ENDPOINTS = [
     ),
     EndpointSpec("plain", "s3://emu-out/plain", handler="tests.emulator.handlers:plain"),
 ]
+CREDENTIALS = {"testing": "testing"}
 FAKE_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -61,7 +62,9 @@ def fake_aws_environment() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def stack(fake_aws_environment: None) -> Iterator[LocalStack]:
-    with start_local_stack(ENDPOINTS, EmulatorConfig(workers=4, seed=7)) as running:
+    with start_local_stack(
+        ENDPOINTS, EmulatorConfig(workers=4, seed=7, credentials=CREDENTIALS)
+    ) as running:
         yield running
 
 

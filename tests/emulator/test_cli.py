@@ -85,10 +85,14 @@ def test_serves_until_interrupted(fake_aws_environment: None) -> None:
             exports[name] = value
     try:
         assert exports["AWS_ACCESS_KEY_ID"] == "local"
+        # The credentials it printed: it checks every call's signature with them.
         runtime = boto3.client(
             "sagemaker-runtime",
             endpoint_url=exports["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"],
             region_name=exports["AWS_DEFAULT_REGION"],
+            aws_access_key_id=exports["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=exports["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=None,
         )
         response = runtime.invoke_endpoint_async(EndpointName="demo", Body=b"hi")
         assert response["OutputLocation"].startswith("s3://bulkinvoke-local/outputs/")

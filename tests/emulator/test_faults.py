@@ -16,7 +16,13 @@ from botocore.exceptions import ClientError
 from botocore.retries.standard import RetryContext, RetryEventAdapter, ThrottlingErrorDetector
 
 from bulkinvoke.emulator import EmulatorConfig, EndpointSpec, LocalStack, start_local_stack
-from tests.emulator.conftest import INPUT_BUCKET, REGION, object_exists, read_object
+from tests.emulator.conftest import (
+    CREDENTIALS,
+    INPUT_BUCKET,
+    REGION,
+    object_exists,
+    read_object,
+)
 
 GOOD_INPUT = f"s3://{INPUT_BUCKET}/hello.txt"
 
@@ -160,7 +166,7 @@ def test_missing_input_rejected_at_call_time(
 def slow_stack(stack: LocalStack) -> Iterator[LocalStack]:
     """A second endpoint server on the suite's moto: one worker, 2 s per call, time x 0.05
     (wide margins: a loaded machine adds to every wait)."""
-    config = EmulatorConfig(workers=1, latency="2", time_scale=0.05)
+    config = EmulatorConfig(workers=1, latency="2", time_scale=0.05, credentials=CREDENTIALS)
     endpoints = [EndpointSpec("slow", "s3://emu-out/slow", "s3://emu-fail/slow")]
     with start_local_stack(endpoints, config, s3_url=stack.s3_url) as running:
         yield running

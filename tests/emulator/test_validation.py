@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,7 +13,7 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from bulkinvoke.emulator import LocalStack
-from tests.emulator.conftest import INPUT_BUCKET
+from tests.emulator.conftest import CREDENTIALS, INPUT_BUCKET, REGION
 
 GOOD_INPUT = f"s3://{INPUT_BUCKET}/hello.txt"
 
@@ -150,15 +151,70 @@ def test_signature_needs_a_date(stack: LocalStack) -> None:
     assert "X-Amz-Date" in body["message"]
 
 
-def test_any_signature_is_accepted(stack: LocalStack) -> None:
-    authorization = "AWS4-HMAC-SHA256 Credential=a/b, SignedHeaders=host, Signature=00"
-    status, headers, body = _raw_post(
-        stack, {"Authorization": authorization, "X-Amz-Date": "20240101T000000Z"}
+def _signed_by_requests_aws4auth(
+    stack: LocalStack, key: str, secret: str, *, headers: dict[str, str] | None = None
+) -> Any:
+    """A call signed by requests-aws4auth, a SigV4 signer that is neither botocore's nor the
+    emulator's."""
+    import requests
+    from requests_aws4auth import AWS4Auth
+
+    return requests.post(
+        f"{stack.sagemaker_url}/endpoints/main/async-invocations",
+        headers={"X-Amzn-SageMaker-InputLocation": GOOD_INPUT, **(headers or {})},
+        auth=AWS4Auth(key, secret, REGION, "sagemaker"),
+        timeout=10,
     )
-    assert status == 202
-    assert headers["content-type"] == "application/json"
-    assert set(body) == {"InferenceId"}
-    assert headers["x-amzn-sagemaker-outputlocation"].startswith("s3://emu-out/results/")
+
+
+def test_a_signature_from_an_independent_signer_is_accepted(stack: LocalStack) -> None:
+    response = _signed_by_requests_aws4auth(stack, *next(iter(CREDENTIALS.items())))
+    assert response.status_code == 202, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert set(response.json()) == {"InferenceId"}
+    assert response.headers["x-amzn-sagemaker-outputlocation"].startswith("s3://emu-out/results/")
+
+
+def test_a_signature_with_the_wrong_secret_is_refused(stack: LocalStack) -> None:
+    key = next(iter(CREDENTIALS))
+    response = _signed_by_requests_aws4auth(stack, key, "not-the-secret")
+    assert response.status_code == 403
+    assert response.headers["x-amzn-errortype"] == "InvalidSignatureException"
+    assert "does not match" in response.json()["message"]
+
+
+def test_an_access_key_the_endpoint_never_handed_out_is_refused(stack: LocalStack) -> None:
+    response = _signed_by_requests_aws4auth(stack, "AKIANOSUCHKEY0000000", "whatever")
+    assert response.status_code == 403
+    assert response.headers["x-amzn-errortype"] == "UnrecognizedClientException"
+
+
+def test_a_body_changed_after_signing_is_refused(stack: LocalStack) -> None:
+    import requests
+    from requests_aws4auth import AWS4Auth
+
+    request = requests.Request(
+        "POST",
+        f"{stack.sagemaker_url}/endpoints/main/async-invocations",
+        data=b'{"x": 1}',
+        auth=AWS4Auth(*next(iter(CREDENTIALS.items())), REGION, "sagemaker"),
+    ).prepare()
+    request.body = b'{"x": 2}'
+    with requests.Session() as session:
+        response = session.send(request, timeout=10)
+    assert response.status_code == 403
+    assert response.headers["x-amzn-errortype"] == "InvalidSignatureException"
+
+
+def test_a_stale_signature_is_refused(stack: LocalStack) -> None:
+    # Signed ten minutes ago: past the five minutes of clock skew the service allows.
+    stale = datetime.now(UTC) - timedelta(minutes=10)
+    response = _signed_by_requests_aws4auth(
+        stack, *next(iter(CREDENTIALS.items())), headers={"X-Amz-Date": f"{stale:%Y%m%dT%H%M%SZ}"}
+    )
+    assert response.status_code == 403
+    assert response.headers["x-amzn-errortype"] == "InvalidSignatureException"
+    assert response.json()["message"].startswith("Signature expired:")
 
 
 def test_unknown_path(stack: LocalStack) -> None:

@@ -92,7 +92,10 @@ def test_no_credential_reaches_any_file_or_output(
         "AWS_SECRET_ACCESS_KEY": "Safety/Secret/Key/0123456789abcdefghijKLMN",
         "AWS_SESSION_TOKEN": "FwoGZXIvYXdzSafetySessionToken/0123456789+abcdefXYZ==",
     }
-    emulator.configure(model_failure_probability=0.2)
+    # The endpoint knows these credentials (it checks every signature), as AWS would.
+    known = {**emulator.config.credentials, secrets["AWS_ACCESS_KEY_ID"]: secrets[
+        "AWS_SECRET_ACCESS_KEY"]}  # fmt: skip
+    emulator.configure(model_failure_probability=0.2, credentials=known)
     data = make_dataset(s3, tmp_path, 40, missing=5)
     run_dir = tmp_path / "run"
     printed: list[str] = []
