@@ -96,8 +96,10 @@ def _counts(run_dir: Path) -> dict[State, int]:
 def test_5xx_storms_and_throttling_finish_without_a_duplicate(
     emulator: LocalStack, s3: Any, tmp_path: Path
 ) -> None:
+    # Under the slow start's first rate (10/s), so that throttling is certain, not a race with
+    # the capacity's one-second burst.
     emulator.configure(
-        capacity_per_second=20, unavailable_probability=0.2, internal_failure_probability=0.05
+        capacity_per_second=8, unavailable_probability=0.2, internal_failure_probability=0.05
     )
     data = make_dataset(s3, tmp_path, 30)
     calls = Calls(emulator, data.locations)
