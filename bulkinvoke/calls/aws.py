@@ -10,9 +10,12 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
+from bulkinvoke import __version__
 from bulkinvoke.errors import AwsConfigError
 
 DEFAULT_CALL_TIMEOUT = 60.0
+# Appended to botocore's User-Agent: the service's logs can tell bulkinvoke's calls apart.
+USER_AGENT_EXTRA = f"bulkinvoke/{__version__}"
 
 
 class Transport(Enum):
@@ -39,7 +42,7 @@ class AwsSettings:
     # a timeout and is retried with the same inference ID.
     call_timeout: float | None = None
     transport: Transport | None = None  # None: Transport.DIRECT
-    # Only the embedded local emulator sets these: it accepts any key, and a user's real
+    # Only the embedded local emulator sets these (the credentials it hands out): a user's real
     # credentials must never be sent to it.
     static_credentials: tuple[str, str] | None = None
 
@@ -158,6 +161,7 @@ def make_clients(settings: AwsSettings, *, max_connections: int = 10) -> Clients
     # for the user's real traffic must not take its calls.
     loopback = {"proxies": {}} if settings.static_credentials else {}
     runtime_config = Config(
+        user_agent_extra=USER_AGENT_EXTRA,
         # bulkinvoke's retry policy is the only retry layer, so that throttles reach the
         # adaptive rate limiter and every retry is counted.
         retries={"total_max_attempts": 1, "mode": "standard"},
@@ -171,6 +175,7 @@ def make_clients(settings: AwsSettings, *, max_connections: int = 10) -> Clients
         **loopback,
     )
     s3_config = Config(
+        user_agent_extra=USER_AGENT_EXTRA,
         retries={"max_attempts": 8, "mode": "standard"},
         max_pool_connections=max_connections,
         tcp_keepalive=True,

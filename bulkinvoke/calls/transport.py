@@ -9,7 +9,11 @@ generic per-call pipeline around that (a dozen event emissions, urllib3's pool a
 which costs as much client CPU as the rest together: ``bench/run.py submit`` measures it.
 
 Handlers registered for ``before-send`` on the botocore client still run (bulkinvoke's pacing is
-one), and a response one returns is used instead of sending, as botocore does. Where botocore's
+one), and a response one returns is used instead of sending, as botocore does. The headers that
+say which SDK sent a call (``User-Agent``, with the features botocore notes while it makes a
+call, and ``amz-sdk-request``) are learned from the first call, which the botocore client makes
+itself; ``amz-sdk-invocation-id`` is new for each call, as botocore's.
+``tests/test_wire_parity.py`` holds the bytes on the wire against botocore's. Where botocore's
 own HTTP stack is needed (a proxy applies to the endpoint, a client certificate is configured),
 :func:`direct_client` returns None and the botocore client is used.
 """
@@ -21,13 +25,20 @@ import os
 import select
 import socket
 import ssl
+import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest, HeadersDict, create_request_object, prepare_request_dict
+from botocore.awsrequest import (
+    AWSRequest,
+    HeadersDict,
+    create_request_object,
+    prepare_request_dict,
+)
 from botocore.exceptions import (
     ConnectionClosedError,
     ConnectTimeoutError,
@@ -84,7 +95,13 @@ class DirectRuntimeClient:
         self._url = client.meta.endpoint_url
         self._send_event = f"before-send.{model.service_id.hyphenize()}.{OPERATION}"
         config = client.meta.config
-        self._user_agent = config.user_agent or ""
+        self._client = client
+        # None until the first call, made by botocore, shows them (see _learn).
+        self._sdk_headers: dict[str, str] | None = None
+        self._learning = threading.local()
+        client.meta.events.register_last(
+            self._send_event, self._learn, unique_id=f"bulkinvoke-sdk-headers-{id(self)}"
+        )
         self._connect_timeout = config.connect_timeout
         self._read_timeout = config.read_timeout
         self._keepalive = bool(config.tcp_keepalive)
@@ -98,6 +115,13 @@ class DirectRuntimeClient:
         self._idle: list[http.client.HTTPConnection] = []
 
     def invoke_endpoint_async(self, **parameters: Any) -> dict[str, Any]:
+        if self._sdk_headers is None:
+            self._learning.parameters = parameters
+            try:
+                result: dict[str, Any] = self._client.invoke_endpoint_async(**parameters)
+                return result
+            finally:
+                self._learning.parameters = None
         request = self._signed_request(parameters)
         responses = self.meta.events.emit(self._send_event, request=request)
         answered = first_non_none_response(responses)
@@ -114,6 +138,20 @@ class DirectRuntimeClient:
             raise self.exceptions.from_code(code)(parsed, OPERATION)
         return parsed
 
+    def _learn(self, request: AWSRequest, **_: Any) -> None:
+        """A before-send handler: from a call botocore makes for this client, keep the headers
+        botocore adds beyond the serialized request and the signature."""
+        parameters = getattr(self._learning, "parameters", None)
+        if parameters is None or self._sdk_headers is not None:
+            return
+        serialized = self._serializer.serialize_to_request(parameters, self._operation)
+        own = {name.lower() for name in serialized["headers"]} | _PER_CALL
+        self._sdk_headers = {
+            name: value.decode() if isinstance(value, bytes) else value
+            for name, value in request.headers.items()
+            if name.lower() not in own
+        }
+
     def _idle_connection(self) -> http.client.HTTPConnection | None:
         try:
             return self._idle.pop()
@@ -122,12 +160,16 @@ class DirectRuntimeClient:
 
     def _signed_request(self, parameters: dict[str, Any]) -> AWSRequest:
         request_dict = self._serializer.serialize_to_request(parameters, self._operation)
-        prepare_request_dict(request_dict, self._url, user_agent=self._user_agent)
+        prepare_request_dict(request_dict, self._url)
         request = create_request_object(request_dict)
         if self._credentials is None:
             raise NoCredentialsError()
         frozen = self._credentials.get_frozen_credentials()
         SigV4Auth(frozen, self._signing_name, self._region).add_auth(request)
+        # After signing, as botocore adds them: they are not signed.
+        for name, value in (self._sdk_headers or {}).items():
+            request.headers[name] = value
+        request.headers["amz-sdk-invocation-id"] = str(uuid.uuid4())
         return request
 
     def _send(self, request: AWSRequest) -> tuple[int, HeadersDict, bytes]:
@@ -204,6 +246,18 @@ def _closed_on_error(
     except BaseException:
         connection.close()
         raise
+
+
+# Headers botocore sets anew for each call or from what a call carries, and those http.client
+# writes itself.
+_PER_CALL = {
+    "authorization",
+    "x-amz-date",
+    "x-amz-security-token",
+    "amz-sdk-invocation-id",
+    "host",
+    "content-length",
+}
 
 
 def _response_headers(response: http.client.HTTPResponse) -> HeadersDict:
