@@ -1,6 +1,6 @@
 """bulkinvoke: run a whole S3 dataset through a SageMaker asynchronous inference endpoint."""
 
-__version__ = "0.1.0"
+from bulkinvoke.version import __version__
 
 __all__ = ["__version__", "read_ledger"]
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
-from bulkinvoke import __version__
 from bulkinvoke.errors import AwsConfigError
+from bulkinvoke.version import __version__
 
 DEFAULT_CALL_TIMEOUT = 60.0
 # Appended to botocore's User-Agent: the service's logs can tell bulkinvoke's calls apart.
