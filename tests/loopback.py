@@ -13,15 +13,19 @@ from typing import Any
 import boto3
 
 from bulkinvoke.emulator import EmulatorConfig, EndpointSpec, LocalStack, start_local_stack
+from bulkinvoke.emulator.tls import TlsFiles
 
 WORKERS = 8
 
 
 def serve_stack(
-    endpoints: list[EndpointSpec], credentials: dict[str, str], input_bucket: str
+    endpoints: list[EndpointSpec],
+    credentials: dict[str, str],
+    input_bucket: str,
+    tls: TlsFiles | None = None,
 ) -> Iterator[LocalStack]:
     """A session's stack, with ``credentials`` in os.environ while it runs (for boto3 clients
-    made in the test process) and ``input_bucket`` created."""
+    made in the test process) and ``input_bucket`` created; with ``tls``, HTTPS only."""
     saved = {k: os.environ.get(k) for k in credentials}
     os.environ.update(credentials)
     try:
@@ -29,7 +33,7 @@ def serve_stack(
             workers=WORKERS,
             credentials={credentials["AWS_ACCESS_KEY_ID"]: credentials["AWS_SECRET_ACCESS_KEY"]},
         )
-        with start_local_stack(endpoints, config) as local:
+        with start_local_stack(endpoints, config, tls=tls) as local:
             s3_client(local).create_bucket(Bucket=input_bucket)
             yield local
     finally:
@@ -54,7 +58,8 @@ def reset_faults(stack: LocalStack, **more: Any) -> None:
 
 
 def s3_client(stack: LocalStack) -> Any:
-    return boto3.client("s3", endpoint_url=stack.s3_url, region_name="us-east-1")
+    verify = str(stack.tls.ca_bundle) if stack.tls is not None else None
+    return boto3.client("s3", endpoint_url=stack.s3_url, region_name="us-east-1", verify=verify)
 
 
 @dataclass

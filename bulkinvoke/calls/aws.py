@@ -6,6 +6,7 @@ Standard AWS configuration applies unchanged: the default credential chain, ``--
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
@@ -14,6 +15,10 @@ from bulkinvoke.errors import AwsConfigError
 from bulkinvoke.version import __version__
 
 DEFAULT_CALL_TIMEOUT = 60.0
+NO_VERIFY_WARNING = (
+    "--no-verify-ssl: TLS certificates are not verified; anyone on the network path can read "
+    "and change the calls"
+)
 # Appended to botocore's User-Agent: the service's logs can tell bulkinvoke's calls apart.
 USER_AGENT_EXTRA = f"bulkinvoke/{__version__}"
 
@@ -42,6 +47,12 @@ class AwsSettings:
     # a timeout and is retried with the same inference ID.
     call_timeout: float | None = None
     transport: Transport | None = None  # None: Transport.DIRECT
+    # The CA bundle to verify the endpoints' certificates with (None: botocore's choice:
+    # AWS_CA_BUNDLE, the profile's ca_bundle, then its own bundle).
+    ca_bundle: str | None = None
+    # False: certificates are not verified (--no-verify-ssl). Never saved with the run: each
+    # session must ask for it again.
+    verify_ssl: bool | None = None
     # Only the embedded local emulator sets these (the credentials it hands out): a user's real
     # credentials must never be sent to it.
     static_credentials: tuple[str, str] | None = None
@@ -57,6 +68,7 @@ class AwsSettings:
             "expected_bucket_owner": self.expected_bucket_owner,
             "call_timeout": self.call_timeout,
             "transport": self.transport.value if self.transport else None,
+            "ca_bundle": self.ca_bundle,
         }
 
     @classmethod
@@ -65,6 +77,10 @@ class AwsSettings:
         if values["transport"] is not None:
             values["transport"] = Transport(values["transport"])
         return cls(**values)
+
+    def verification(self) -> bool | str | None:
+        """botocore's ``verify``: False, a CA bundle's path, or None for its default."""
+        return False if self.verify_ssl is False else self.ca_bundle
 
     def merged_with(self, overrides: AwsSettings) -> AwsSettings:
         """These settings with every field ``overrides`` sets taken from it."""
@@ -80,6 +96,7 @@ class Clients:
     region: str
     session: Any
     sqs_endpoint_url: str | None = None
+    verify: bool | str | None = None
 
     def sqs(self, queue_url: str) -> Any:
         """A client for the queue at ``queue_url``: unless an SQS endpoint is configured, the
@@ -91,14 +108,20 @@ class Clients:
         if endpoint is None and not os.environ.get("AWS_ENDPOINT_URL_SQS"):
             parts = urlsplit(queue_url)
             endpoint = f"{parts.scheme}://{parts.netloc}" if parts.netloc else None
-        return _client(self.session, "sqs", endpoint, None)
+        return _client(self.session, "sqs", endpoint, None, self.verify)
 
 
-def _client(session: Any, service: str, endpoint_url: str | None, config: Any) -> Any:
+def _client(
+    session: Any,
+    service: str,
+    endpoint_url: str | None,
+    config: Any,
+    verify: bool | str | None = None,
+) -> Any:
     import botocore.exceptions
 
     try:
-        return session.client(service, endpoint_url=endpoint_url, config=config)
+        return session.client(service, endpoint_url=endpoint_url, config=config, verify=verify)
     except (ValueError, botocore.exceptions.BotoCoreError) as error:
         # "Invalid endpoint: notaurl", a region that is no region name, ...
         raise AwsConfigError(f"cannot make a {service} client: {error}") from error
@@ -127,6 +150,8 @@ def check_settings(settings: AwsSettings) -> None:
                 f"{option} must not hold a user name or password (requests are signed with the "
                 "AWS credentials; the URL is saved in run.json)"
             )
+    if settings.ca_bundle is not None and not os.path.isfile(settings.ca_bundle):
+        raise AwsConfigError(f"--ca-bundle {settings.ca_bundle!r}: no such file")
     owner = settings.expected_bucket_owner
     if owner is not None and not (len(owner) == 12 and owner.isascii() and owner.isdigit()):
         raise AwsConfigError(
@@ -181,15 +206,22 @@ def make_clients(settings: AwsSettings, *, max_connections: int = 10) -> Clients
         tcp_keepalive=True,
         **loopback,
     )
-    runtime = _client(session, "sagemaker-runtime", settings.endpoint_url, runtime_config)
+    verify = settings.verification()
+    if verify is False:
+        import urllib3
+
+        # One warning for the run (the session's), not one per request.
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    runtime = _client(session, "sagemaker-runtime", settings.endpoint_url, runtime_config, verify)
     if settings.transport is not Transport.BOTOCORE:
         from bulkinvoke.calls.transport import direct_client
 
-        runtime = direct_client(runtime, session) or runtime
+        runtime = direct_client(runtime, session, verify) or runtime
     return Clients(
         sagemaker_runtime=runtime,
-        s3=_client(session, "s3", settings.s3_endpoint_url, s3_config),
+        s3=_client(session, "s3", settings.s3_endpoint_url, s3_config, verify),
         region=region,
         session=session,
         sqs_endpoint_url=settings.sqs_endpoint_url,
+        verify=verify,
     )

@@ -35,6 +35,7 @@ from botocore.exceptions import (
     HTTPClientError,
     IncompleteReadError,
     ParamValidationError,
+    SSLError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.retries.standard import ThrottledRetryableChecker, TransientRetryableChecker
@@ -75,6 +76,8 @@ ACCESS_CODES = frozenset(
 )
 _ENDPOINT_NOT_FOUND = re.compile(r"\bendpoint\s+\S+\s+of\s+account\s+\S+\s+not\s+found", re.I)
 _TRANSIENT_EXCEPTIONS = (BotoConnectionError, HTTPClientError, IncompleteReadError)
+# A TLS failure that is the certificate's, not the connection's.
+_UNTRUSTED = re.compile(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|hostname", re.I)
 # Service messages may quote the rejected value ("Value 'x' at 'customAttributes' failed to ...")
 # and botocore's parameter report does too ("..., value: x, type: ..."): never log either value.
 _QUOTED_VALUE = re.compile(r"Value '.*?' at '", re.S)
@@ -106,7 +109,15 @@ def classify(error: BaseException) -> ErrorClass:
             text = "; ".join(str(error.kwargs.get("report", "")).splitlines())
         else:
             text = str(error)
-        return ErrorClass(kind, type(error).__name__, _one_line(text))
+        message = _one_line(text)
+        if isinstance(error, SSLError) and _UNTRUSTED.search(text):
+            # No retry makes a certificate trusted: the user must say which CA to trust.
+            kind = ErrorKind.SYSTEMIC
+            message += (
+                "; the endpoint's certificate is not trusted: pass --ca-bundle with the CA that "
+                "signed it (or set AWS_CA_BUNDLE)"
+            )
+        return ErrorClass(kind, type(error).__name__, message)
     raise error
 
 

@@ -59,9 +59,12 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _CLOSED = (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)
 
 
-def direct_client(client: Any, session: Any) -> DirectRuntimeClient | None:
+def direct_client(
+    client: Any, session: Any, verify: bool | str | None = None
+) -> DirectRuntimeClient | None:
     """A :class:`DirectRuntimeClient` sending what ``client`` (a botocore sagemaker-runtime
-    client of boto3 ``session``) would send, or None where botocore's HTTP stack must send."""
+    client of boto3 ``session``, made with ``verify``) would send, or None where botocore's
+    HTTP stack must send."""
     config = client.meta.config
     url = client.meta.endpoint_url
     # As botocore picks a proxy: the Config's if it has any (even none), else the environment's,
@@ -71,7 +74,8 @@ def direct_client(client: Any, session: Any) -> DirectRuntimeClient | None:
         return None
     # As botocore.session.Session.create_client, then EndpointCreator, resolve ``verify`` (an
     # empty value was refused when the client was made).
-    verify = session._session.get_config_variable("ca_bundle")
+    if verify is None:
+        verify = session._session.get_config_variable("ca_bundle")
     if verify is None:
         verify = os.environ.get("REQUESTS_CA_BUNDLE", True)
     return DirectRuntimeClient(client, session.get_credentials(), verify=verify)

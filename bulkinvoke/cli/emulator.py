@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -177,6 +179,21 @@ def emulator_command(
         str, typer.Option(help="Account ID named in 'endpoint not found' errors.")
     ] = "123456789012",
     region: Annotated[str, typer.Option(help="Region of the emulated services.")] = "us-east-1",
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            help="Serve HTTPS only, as AWS does, with a CA of its own: its certificate is written "
+            "to --tls-dir and printed as AWS_CA_BUNDLE.",
+        ),
+    ] = False,
+    tls_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --tls: where to write the CA and the server certificate "
+            "(default: a new temporary directory)."
+        ),
+    ] = None,
     credentials: Annotated[
         list[str] | None,
         typer.Option(
@@ -212,11 +229,16 @@ def emulator_command(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    tls_files = None
+    if tls:
+        from bulkinvoke.emulator.tls import write_tls_files
+
+        tls_files = write_tls_files(tls_dir or Path(tempfile.mkdtemp(prefix="bulkinvoke-tls-")))
     with _stop_signals() as stopping:
         try:
             stack = start_local_stack(
                 specs, config, host=host, s3_port=s3_port, sagemaker_port=sagemaker_port,
-                s3_url=s3_url,
+                s3_url=s3_url, tls=tls_files,
             )  # fmt: skip
         except (OSError, ValueError, BotoCoreError, ClientError) as exc:
             # A port in use, an unknown handler, an --s3-url that is no S3 server.

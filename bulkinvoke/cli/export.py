@@ -9,6 +9,8 @@ import typer
 
 from bulkinvoke.cli.errors import err, expected_errors
 from bulkinvoke.cli.options import (
+    CaBundleOption,
+    NoVerifySslOption,
     ProfileOption,
     RegionOption,
     S3EndpointUrlOption,
@@ -51,13 +53,19 @@ def export_command(
     region: RegionOption = None,
     profile: ProfileOption = None,
     s3_endpoint_url: S3EndpointUrlOption = None,
+    ca_bundle: CaBundleOption = None,
+    no_verify_ssl: NoVerifySslOption = False,
 ) -> None:
     """Write one row per manifest row: its state, IDs, locations, error, timings, and with
     --with-output its output. The file appears only once complete."""
     from bulkinvoke.export.table import export_table
     from bulkinvoke.scale.union import local_runs
 
-    aws = aws_overrides(region, profile, None, s3_endpoint_url)
+    aws = aws_overrides(region, profile, None, s3_endpoint_url, None, ca_bundle, no_verify_ssl)
+    if no_verify_ssl:
+        from bulkinvoke.calls.aws import NO_VERIFY_WARNING
+
+        err.print(f"warning: {NO_VERIFY_WARNING}", highlight=False, markup=False)
     with expected_errors(), local_runs(run_dirs, aws) as runs:
         result = export_table(
             runs[0] if len(runs) == 1 else runs,

@@ -57,6 +57,21 @@ QuietOption = Annotated[
         "--quiet", "-q", help="No progress display (warnings and errors still go to stderr)."
     ),
 ]
+CaBundleOption = Annotated[
+    str | None,
+    typer.Option(
+        help="The CA certificate bundle to verify the endpoints' TLS certificates with (as the "
+        "AWS CLI's --ca-bundle; AWS_CA_BUNDLE works too; saved with the run).",
+    ),
+]
+NoVerifySslOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-verify-ssl",
+        help="Do not verify TLS certificates (as the AWS CLI's --no-verify-ssl): anyone on the "
+        "network path can read and change the calls. Never saved with the run.",
+    ),
+]
 InDoubtOption = Annotated[
     InDoubt,
     typer.Option(
@@ -76,8 +91,18 @@ def aws_overrides(
     endpoint_url: str | None = None,
     s3_endpoint_url: str | None = None,
     transport: Transport | None = None,
+    ca_bundle: str | None = None,
+    no_verify_ssl: bool = False,
 ) -> AwsSettings:
     """The AWS settings given on the command line, each replacing the run's saved one."""
     from bulkinvoke.calls.aws import AwsSettings
 
-    return AwsSettings(region, profile, endpoint_url, s3_endpoint_url, transport=transport)
+    return AwsSettings(
+        region,
+        profile,
+        endpoint_url,
+        s3_endpoint_url,
+        transport=transport,
+        ca_bundle=ca_bundle,
+        verify_ssl=False if no_verify_ssl else None,
+    )

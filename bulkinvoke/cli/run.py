@@ -19,10 +19,12 @@ import typer
 
 from bulkinvoke.cli.errors import err, expected_errors
 from bulkinvoke.cli.options import (
+    CaBundleOption,
     EndpointUrlOption,
     InDoubtOption,
     JsonOption,
     NotificationsOption,
+    NoVerifySslOption,
     ProfileOption,
     QuietOption,
     RegionOption,
@@ -121,6 +123,8 @@ def resume(
     endpoint_url: EndpointUrlOption = None,
     s3_endpoint_url: S3EndpointUrlOption = None,
     transport: TransportOption = None,
+    ca_bundle: CaBundleOption = None,
+    no_verify_ssl: NoVerifySslOption = False,
     in_doubt: InDoubtOption = InDoubt.RESEND,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
@@ -140,7 +144,9 @@ def resume(
         in_doubt=in_doubt,
         timeout=timeout,
         notifications_queue=notifications_queue,
-        aws=aws_overrides(region, profile, endpoint_url, s3_endpoint_url, transport),
+        aws=aws_overrides(
+            region, profile, endpoint_url, s3_endpoint_url, transport, ca_bundle, no_verify_ssl
+        ),
     )
 
 
@@ -155,6 +161,8 @@ def collect(
     profile: ProfileOption = None,
     endpoint_url: EndpointUrlOption = None,
     s3_endpoint_url: S3EndpointUrlOption = None,
+    ca_bundle: CaBundleOption = None,
+    no_verify_ssl: NoVerifySslOption = False,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -169,7 +177,9 @@ def collect(
         wait=wait,
         timeout=timeout,
         notifications_queue=notifications_queue,
-        aws=aws_overrides(region, profile, endpoint_url, s3_endpoint_url),
+        aws=aws_overrides(
+            region, profile, endpoint_url, s3_endpoint_url, None, ca_bundle, no_verify_ssl
+        ),
     )
 
 
@@ -186,6 +196,8 @@ def retry(
     endpoint_url: EndpointUrlOption = None,
     s3_endpoint_url: S3EndpointUrlOption = None,
     transport: TransportOption = None,
+    ca_bundle: CaBundleOption = None,
+    no_verify_ssl: NoVerifySslOption = False,
     in_doubt: InDoubtOption = InDoubt.RESEND,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
@@ -214,5 +226,7 @@ def retry(
         wait=wait,
         timeout=timeout,
         notifications_queue=notifications_queue,
-        aws=aws_overrides(region, profile, endpoint_url, s3_endpoint_url, transport),
+        aws=aws_overrides(
+            region, profile, endpoint_url, s3_endpoint_url, transport, ca_bundle, no_verify_ssl
+        ),
     )

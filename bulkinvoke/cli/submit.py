@@ -13,10 +13,12 @@ import typer
 
 from bulkinvoke.cli.errors import expected_errors
 from bulkinvoke.cli.options import (
+    CaBundleOption,
     InDoubtOption,
     JsonOption,
     LedgerUriOption,
     NotificationsOption,
+    NoVerifySslOption,
     QuietOption,
     TimeoutOption,
     TransportOption,
@@ -126,6 +128,8 @@ def submit(
         ),
     ] = None,
     transport: TransportOption = None,
+    ca_bundle: CaBundleOption = None,
+    no_verify_ssl: NoVerifySslOption = False,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -189,6 +193,8 @@ def submit(
             expected_bucket_owner=expected_bucket_owner,
             call_timeout=call_timeout,
             transport=transport,
+            ca_bundle=ca_bundle,
+            verify_ssl=False if no_verify_ssl else None,
         ),
     ).with_rate_shared_by(shards)
     run_dir = run_dir or runner.default_run_dir(manifest, endpoint, chosen_shard)

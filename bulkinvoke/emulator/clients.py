@@ -27,10 +27,14 @@ _FAKE_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "loc
 
 
 class Clients:
-    def __init__(self, s3_url: str, sns_url: str | None, region: str) -> None:
+    def __init__(
+        self, s3_url: str, sns_url: str | None, region: str, verify: str | bool | None = None
+    ) -> None:
         self.s3_url = s3_url
         self.sns_url = sns_url
         self.region = region
+        # The CA bundle of an HTTPS moto (None: botocore's default).
+        self.verify = verify
         self._local = threading.local()
 
     def _session(self) -> boto3.session.Session:
@@ -46,7 +50,9 @@ class Clients:
         clients: dict[tuple[str, str], BaseClient] = self._local.clients
         client = clients.get((service, region))
         if client is None:
-            client = session.client(service, endpoint_url=url, region_name=region, config=_CONFIG)
+            client = session.client(
+                service, endpoint_url=url, region_name=region, config=_CONFIG, verify=self.verify
+            )
             clients[(service, region)] = client
         return client
 

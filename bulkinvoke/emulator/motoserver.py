@@ -1,8 +1,9 @@
-"""moto's S3, SNS and SQS served over HTTP from a background thread of this process."""
+"""moto's S3, SNS and SQS served over HTTP (or HTTPS) from a background thread of this process."""
 
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from typing import Any
 
@@ -26,20 +27,27 @@ class _Handler(MotoRequestHandler):  # type: ignore[misc]
 
 
 class MotoServer:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
         app = DomainDispatcherApplication(create_backend_app)
         # Bound here so that a port in use is an OSError to report: werkzeug prints it and exits.
         with socket.create_server((host, port)) as listening:
             self._server: BaseWSGIServer = make_server(
-                host, port, app, threaded=True, request_handler=_Handler, fd=listening.fileno()
+                host,
+                port,
+                app,
+                threaded=True,
+                request_handler=_Handler,
+                fd=listening.fileno(),
+                ssl_context=ssl_context,
             )
+        self._scheme = "https" if ssl_context is not None else "http"
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.1,), name="emulator-moto", daemon=True
         )
 
     @property
     def url(self) -> str:
-        return f"http://{self._server.host}:{self._server.port}"
+        return f"{self._scheme}://{self._server.host}:{self._server.port}"
 
     def start(self) -> None:
         self._thread.start()

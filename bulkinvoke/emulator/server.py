@@ -15,6 +15,7 @@ import logging
 import re
 import socket
 import socketserver
+import ssl
 import threading
 from http import HTTPStatus
 from typing import Any
@@ -146,16 +147,29 @@ class EmulatorHTTPServer(socketserver.ThreadingTCPServer):
     # Benchmarks open many connections at once; the default backlog of 5 drops some.
     request_queue_size = 1024
 
-    def __init__(self, address: tuple[str, int], service: AsyncInferenceService) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        service: AsyncInferenceService,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.service = service
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         super().__init__(address, _Connection)
+        self._scheme = "http"
+        if ssl_context is not None:
+            # The handshake happens on a connection's first read, in its own thread: a client
+            # that never completes it holds up no one else.
+            self.socket = ssl_context.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
+            self._scheme = "https"
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self._scheme}://{host}:{port}"
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:

@@ -16,6 +16,7 @@ from bulkinvoke.emulator.service import AsyncInferenceService
 
 if TYPE_CHECKING:
     from bulkinvoke.emulator.motoserver import MotoServer
+    from bulkinvoke.emulator.tls import TlsFiles
 
 _READY_TIMEOUT = 10.0
 
@@ -35,6 +36,7 @@ class LocalStack:
         moto: MotoServer | None,
         s3_url: str,
         sns_url: str | None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self._service = service
         self._server = server
@@ -47,6 +49,8 @@ class LocalStack:
         self.sagemaker_url = server.url
         self.sns_url = sns_url
         self.sqs_url = sns_url
+        # With HTTPS: the CA bundle that signed both servers' certificates.
+        self.tls = tls
         self._stopped = False
 
     def __enter__(self) -> LocalStack:
@@ -100,6 +104,8 @@ class LocalStack:
             env["AWS_ENDPOINT_URL_SNS"] = self.sns_url
             env["AWS_ENDPOINT_URL_SQS"] = self.sns_url
         key, secret = next(iter(self.config.credentials.items()))
+        if self.tls is not None:
+            env["AWS_CA_BUNDLE"] = str(self.tls.ca_bundle)
         env.update(
             AWS_ACCESS_KEY_ID=key,
             AWS_SECRET_ACCESS_KEY=secret,
@@ -120,13 +126,17 @@ class LocalStack:
             self._moto.stop()
 
 
-def _wait_until_answering(url: str, path: str) -> None:
+def _wait_until_answering(url: str, path: str, tls: TlsFiles | None = None) -> None:
     parts = urlsplit(url)
-    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     deadline = time.monotonic() + _READY_TIMEOUT
     while True:
         try:
-            connection = kind(parts.netloc, timeout=1.0)
+            connection: http.client.HTTPConnection
+            if parts.scheme == "https":
+                context = tls.client_context() if tls is not None else None
+                connection = http.client.HTTPSConnection(parts.netloc, timeout=1.0, context=context)
+            else:
+                connection = http.client.HTTPConnection(parts.netloc, timeout=1.0)
             connection.request("GET", path)
             connection.getresponse().read()
             connection.close()
@@ -146,36 +156,39 @@ def start_local_stack(
     sagemaker_port: int = 0,
     s3_url: str | None = None,
     sns_url: str | None = None,
+    tls: TlsFiles | None = None,
 ) -> LocalStack:
     """Start moto (unless ``s3_url`` names a running S3 server) and the endpoint server.
 
     Both run in daemon threads of this process; this returns once both answer HTTP. Port 0
     picks a free port. With ``s3_url``, SNS is reached at ``sns_url`` if given (None: endpoints
-    cannot declare topics).
+    cannot declare topics). With ``tls`` (see ``tls.write_tls_files``), both serve HTTPS only.
     """
     config = config or EmulatorConfig()
+    context = tls.server_context() if tls is not None else None
     moto = None
     if s3_url is None:
         # Imported here: moto is an optional dependency and slow to import.
         from bulkinvoke.emulator.motoserver import MotoServer
 
-        moto = MotoServer(host, s3_port)
+        moto = MotoServer(host, s3_port, context)
         moto.start()
         s3_url = sns_url = moto.url
-    service = AsyncInferenceService(config, Clients(s3_url, sns_url, config.region))
+    verify = str(tls.ca_bundle) if tls is not None else None
+    service = AsyncInferenceService(config, Clients(s3_url, sns_url, config.region, verify))
     try:
-        _wait_until_answering(s3_url, "/")
+        _wait_until_answering(s3_url, "/", tls)
         for spec in endpoints:
             service.add_endpoint(spec)
-        server = EmulatorHTTPServer((host, sagemaker_port), service)
+        server = EmulatorHTTPServer((host, sagemaker_port), service, context)
     except BaseException:
         service.stop()
         if moto is not None:
             moto.stop()
         raise
-    stack = LocalStack(service, server, moto, s3_url, sns_url)
+    stack = LocalStack(service, server, moto, s3_url, sns_url, tls)
     try:
-        _wait_until_answering(stack.sagemaker_url, "/_emulator/stats")
+        _wait_until_answering(stack.sagemaker_url, "/_emulator/stats", tls)
     except BaseException:
         stack.stop()
         raise

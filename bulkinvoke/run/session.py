@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bulkinvoke.calls.aws import AwsSettings, Transport, make_clients
+from bulkinvoke.calls.aws import NO_VERIFY_WARNING, AwsSettings, Transport, make_clients
 from bulkinvoke.calls.invoker import Call, Invoker
 from bulkinvoke.calls.limiter import RateLimiter
 from bulkinvoke.calls.retry import RetryPolicy
@@ -136,6 +136,8 @@ def run_session(
     if state.expired and not send:  # collect: asked what has come (not every session pays)
         look_for_late_results(ledger, state, collector, session.subscribers)
     limiter = RateLimiter(options.rate)
+    if options.aws.verify_ssl is False:
+        session.subscribers.notice(NoticeLevel.WARNING, NO_VERIFY_WARNING)
     if (
         send
         and options.aws.transport is not Transport.BOTOCORE

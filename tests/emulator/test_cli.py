@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import boto3
 import pytest
@@ -103,3 +104,39 @@ def test_serves_until_interrupted(fake_aws_environment: None) -> None:
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert "stopped" in stdout
+
+
+def test_tls_serves_https_with_the_ca_it_prints(fake_aws_environment: None, tmp_path: Path) -> None:
+    command = [sys.executable, "-c", RUN_COMMAND, "--tls", "--tls-dir", str(tmp_path / "tls")]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy()
+    )
+    assert process.stdout is not None
+    exports: dict[str, str] = {}
+    deadline = time.monotonic() + 30
+    while "AWS_DEFAULT_REGION" not in exports and time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        if line.startswith("export "):
+            name, _, value = line.removeprefix("export ").strip().partition("=")
+            exports[name] = value
+    try:
+        assert exports["AWS_CA_BUNDLE"] == str(tmp_path / "tls" / "ca.pem")
+        assert exports["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"].startswith("https://")
+        assert exports["AWS_ENDPOINT_URL_S3"].startswith("https://")
+        runtime = boto3.client(
+            "sagemaker-runtime",
+            endpoint_url=exports["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"],
+            region_name=exports["AWS_DEFAULT_REGION"],
+            aws_access_key_id=exports["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=exports["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=None,
+            verify=exports["AWS_CA_BUNDLE"],
+        )
+        response = runtime.invoke_endpoint_async(EndpointName="demo", Body=b"hi")
+        assert response["OutputLocation"].startswith("s3://bulkinvoke-local/outputs/")
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
