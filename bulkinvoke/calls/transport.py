@@ -29,6 +29,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -183,18 +184,26 @@ class DirectRuntimeClient:
         # into a header parameter.
         headers = dict(request.headers.items())
         headers["Host"] = self._host
-        connection = self._connection()
-        with _closed_on_error(connection, self._wire_error):
+        connection = self._connection(request.url)
+        with _closed_on_error(connection, partial(_wire_error, request.url)):
             connection.request(request.method, target, body=request.body or b"", headers=headers)
             response = connection.getresponse()
-            body = response.read()
+            try:
+                body = response.read()
+            except http.client.IncompleteRead as cut:
+                # A body shorter than its Content-Length is taken as it came, as botocore takes
+                # it (urllib3 with enforce_content_length=False): a 202 cut short was still an
+                # acceptance, and sending the call again would repeat it.
+                body = cut.partial
+                response.will_close = True
         if response.will_close:
             connection.close()
         else:
             self._idle.append(connection)
         return response.status, _response_headers(response), body
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self, url: str) -> http.client.HTTPConnection:
+        """An idle kept-alive connection, or a new one (``url``, the request's, for errors)."""
         while (idle := self._idle_connection()) is not None:
             if idle.sock is not None and not _readable(idle.sock):
                 return idle
@@ -207,7 +216,7 @@ class DirectRuntimeClient:
             )
         else:
             connection = http.client.HTTPConnection(host, port, timeout=self._connect_timeout)
-        with _closed_on_error(connection, self._connect_error):
+        with _closed_on_error(connection, partial(_connect_error, url)):
             connection.connect()
             sock = connection.sock
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -216,24 +225,29 @@ class DirectRuntimeClient:
             sock.settimeout(self._read_timeout)
         return connection
 
-    def _connect_error(self, error: Exception) -> Exception:
-        if isinstance(error, ssl.SSLError):
-            return SSLError(endpoint_url=self._url, error=error)
-        if isinstance(error, TimeoutError):
-            return ConnectTimeoutError(endpoint_url=self._url, error=error)
-        if isinstance(error, OSError):
-            return EndpointConnectionError(endpoint_url=self._url, error=error)
-        return HTTPClientError(error=error)
 
-    def _wire_error(self, error: Exception) -> Exception:
-        if isinstance(error, TimeoutError):
-            return ReadTimeoutError(endpoint_url=self._url, error=error)
-        if isinstance(error, _CLOSED):
-            return ConnectionClosedError(endpoint_url=self._url)
-        if isinstance(error, ssl.SSLError):
-            return SSLError(endpoint_url=self._url, error=error)
-        # As botocore's URLLib3Session.send: any other error on the way is an HTTPClientError.
-        return HTTPClientError(error=error)
+# As botocore's URLLib3Session.send, the errors name the request's URL.
+
+
+def _connect_error(url: str, error: Exception) -> Exception:
+    if isinstance(error, ssl.SSLError):
+        return SSLError(endpoint_url=url, error=error)
+    if isinstance(error, TimeoutError):
+        return ConnectTimeoutError(endpoint_url=url, error=error)
+    if isinstance(error, OSError):
+        return EndpointConnectionError(endpoint_url=url, error=error)
+    return HTTPClientError(error=error)
+
+
+def _wire_error(url: str, error: Exception) -> Exception:
+    if isinstance(error, TimeoutError):
+        return ReadTimeoutError(endpoint_url=url, error=error)
+    if isinstance(error, _CLOSED):
+        return ConnectionClosedError(endpoint_url=url)
+    if isinstance(error, ssl.SSLError):
+        return SSLError(endpoint_url=url, error=error)
+    # As botocore's URLLib3Session.send: any other error on the way is an HTTPClientError.
+    return HTTPClientError(error=error)
 
 
 @contextmanager
