@@ -17,7 +17,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -112,21 +111,15 @@ def test_an_unsigned_call_is_refused_as_aws_refuses_it(https_stack: LocalStack) 
     assert "MissingAuthenticationToken" in sent.stderr
 
 
-def _sagemaker() -> Any:
-    try:
-        import sagemaker
-    except ImportError as error:
-        pytest.skip(f"the SageMaker Python SDK is not installed here ({error})")
-    return sagemaker
-
-
 def test_the_sagemaker_sdk_async_predictor(https_stack: LocalStack) -> None:
-    _sagemaker()
+    try:
+        from sagemaker.async_inference import WaiterConfig
+        from sagemaker.predictor import Predictor
+        from sagemaker.predictor_async import AsyncPredictor
+        from sagemaker.session import Session
+    except ImportError as error:
+        pytest.skip(f"the SageMaker Python SDK (v2) is not installed here ({error})")
     import boto3
-    from sagemaker.async_inference import WaiterConfig
-    from sagemaker.predictor import Predictor
-    from sagemaker.predictor_async import AsyncPredictor
-    from sagemaker.session import Session
 
     assert https_stack.tls is not None
     boto_session = boto3.Session(
@@ -138,18 +131,12 @@ def test_the_sagemaker_sdk_async_predictor(https_stack: LocalStack) -> None:
     runtime = boto_session.client(
         "sagemaker-runtime", endpoint_url=https_stack.sagemaker_url, verify=verify
     )
-    s3 = boto_session.client("s3", endpoint_url=https_stack.s3_url, verify=verify)
     session = Session(
-        boto_session=boto_session,
-        sagemaker_runtime_client=runtime,
-        default_bucket=INPUT_BUCKET,
-    )
-    session.s3_client = s3
-    session.s3_resource = boto_session.resource(
-        "s3", endpoint_url=https_stack.s3_url, verify=verify
+        boto_session=boto_session, sagemaker_runtime_client=runtime, default_bucket=INPUT_BUCKET
     )
     predictor = AsyncPredictor(Predictor("clients", sagemaker_session=session))
+    predictor.s3_client = boto_session.client("s3", endpoint_url=https_stack.s3_url, verify=verify)
     response = predictor.predict_async(input_path=f"s3://{INPUT_BUCKET}/clients/input.json")
     assert response.output_path.startswith(f"s3://{OUTPUT_BUCKET}/cli/")
     result = response.get_result(WaiterConfig(max_attempts=20, delay=0.5))
-    assert result is not None
+    assert json.loads(result)["size"] == len(INPUT)
