@@ -27,6 +27,7 @@ BENCHMARKS = {
     "submit": "bench_submit",
     "commit": "bench_commit",
     "crash": "bench_crash",
+    "latency": "bench_latency",
     "rate": "bench_rate",
     "adapt": "bench_adapt",
     "collect": "bench_collect",

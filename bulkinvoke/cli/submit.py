@@ -57,8 +57,15 @@ def submit(
     concurrency: Annotated[
         # Each call in progress is a thread and a pooled connection (the pool is allocated at
         # its full size): a mistyped 10**9 would exhaust memory rather than be refused.
-        int, typer.Option(min=1, max=1024, help="Most calls in progress at once (at most 1024).")
-    ] = 16,
+        int | None,
+        typer.Option(
+            min=1,
+            max=1024,
+            help="Most calls in progress at once (at most 1024). Default: 16; with --rate, as "
+            "many as the rate takes at the latency measured as the run goes (rate x latency, "
+            "Little's law), at most 256.",
+        ),
+    ] = None,
     max_in_flight: Annotated[
         int | None,
         typer.Option(min=1, help="Most items accepted by the endpoint but not yet finished."),

@@ -23,6 +23,7 @@ from bulkinvoke.request_options import (
     check_endpoint_name,
     check_output_path_extension,
 )
+from bulkinvoke.run.slots import DEFAULT_CONCURRENCY, SIZED_MAXIMUM
 from bulkinvoke.scale.shards import Shard, select_shard
 from bulkinvoke.states import State
 
@@ -42,7 +43,8 @@ class RunOptions:
     output_path_extension: str | None = None
     id_namespace: str = ""
     rate: float | None = None
-    concurrency: int = 16
+    # None: 16, or with a rate as many as it takes (run.slots), at most SIZED_MAXIMUM.
+    concurrency: int | None = None
     max_in_flight: int | None = None
     max_failures: str | None = None
     expire_after: float | None = None
@@ -59,6 +61,17 @@ class RunOptions:
         values["request"] = RequestOptions(**values["request"])
         values["aws"] = AwsSettings.from_config(values["aws"])
         return cls(**values)
+
+    @property
+    def most_calls_in_progress(self) -> int:
+        if self.concurrency is not None:
+            return self.concurrency
+        return SIZED_MAXIMUM if self.rate is not None else DEFAULT_CONCURRENCY
+
+    @property
+    def slots_sized_for_rate(self) -> float | None:
+        """The rate to size the call slots for (``run.slots``), when none were given."""
+        return self.rate if self.concurrency is None else None
 
     def with_rate_shared_by(self, shards: int | None) -> RunOptions:
         """With ``--shards N``, ``--rate R`` is the endpoint's total: each shard takes R/N (what

@@ -33,18 +33,23 @@ from bulkinvoke.ledger.store import Ledger
 from bulkinvoke.redaction import redact
 from bulkinvoke.results.collector import Collector, SweepSchedule, Watch
 from bulkinvoke.results.notifications import NotificationListener, NotificationQueue
+from bulkinvoke.run.dispatch import DispatchPolicy
 from bulkinvoke.run.doubt import Doubt
-from bulkinvoke.run.intents import MAX_CHUNK, IntentWriter, intent_chunk
+from bulkinvoke.run.intents import IntentWriter
 from bulkinvoke.run.messages import Message, NotSent, StopRequest, Sweep, sweep
 from bulkinvoke.run.outcome import EngineResult, Outcome
 from bulkinvoke.run.recorder import Recorder, answer_event
+from bulkinvoke.run.slots import DEFAULT_CONCURRENCY
 from bulkinvoke.run.stop import Deadline, stop_policy
 from bulkinvoke.states import State
 
 
 @dataclass(frozen=True)
 class EngineSettings:
+    # Most calls in progress; with ``sized_for_rate`` a cap, the slots being sized from it.
     concurrency: int = 16
+    # --rate without --concurrency: keep rate x latency calls in progress (see run.slots).
+    sized_for_rate: float | None = None
     max_in_flight: int | None = None
     wait: bool = True
     deadline: float | None = None  # time.monotonic() value at which to give up waiting
@@ -53,9 +58,6 @@ class EngineSettings:
     sweep_once: bool = False
     flush_interval: float = 0.1
     progress_interval: float = 0.5
-
-
-_MAX_GATHER_S = 0.01
 
 
 class Engine:
@@ -119,7 +121,10 @@ class Engine:
             counts=counts,
             watches=watches,
             expected_result_by=expected_result_by,
-            stop_policy=stop_policy(settings.max_failures, settings.concurrency),
+            stop_policy=stop_policy(
+                settings.max_failures,
+                DEFAULT_CONCURRENCY if settings.sized_for_rate else settings.concurrency,
+            ),
             stop=self._stop,
             warn=self._warn,
             doubts=doubts or (),
@@ -127,13 +132,15 @@ class Engine:
             longest_latency=longest_latency,
             clock=clock,
         )
-        self._chunk = intent_chunk(settings.concurrency, limiter.max_rate)
+        self._policy = DispatchPolicy(
+            settings.concurrency, max_rate=limiter.max_rate, sized_for_rate=settings.sized_for_rate
+        )
         self._intents = IntentWriter(
             ledger,
             self._writer,
             self._work,
             in_doubt=in_doubt,
-            chunk_size=self._chunk_size,
+            chunk_size=lambda: self._policy.chunk_size(self._recorder.submitted, self._elapsed()),
             on_recorded=lambda fresh: self._recorder.move(State.PENDING, State.SUBMITTING, fresh),
             clock=clock,
         )
@@ -248,31 +255,16 @@ class Engine:
             return False
         if not (self._work or self._ready):
             return False
-        if self._calls_in_progress >= self._dispatch_limit():
+        if self._calls_in_progress >= self._policy.limit(self._limiter.current_rate is not None):
             return False
         cap = self._settings.max_in_flight
         return cap is None or self._calls_in_progress + self._recorder.awaiting < cap
-
-    def _dispatch_limit(self) -> int:
-        # Unpaced, as many calls again wait in the pool's queue: a worker that finishes a call
-        # takes the next at once rather than waiting for this thread, which can then let results
-        # gather (see _gather). Paced calls are handed over only when due, so pacing holds.
-        concurrency = self._settings.concurrency
-        return concurrency if self._limiter.current_rate is not None else 2 * concurrency
-
-    def _chunk_size(self) -> int:
-        if self._limiter.max_rate is not None:
-            return self._chunk
-        # Without a rate limit, a quarter of a second of calls at the rate seen so far: at
-        # hundreds of calls a second a write of 32 intents each time costs more CPU than a call.
-        elapsed = self._monotonic() - self._started
-        seen = self._recorder.submitted / elapsed if elapsed > 0 else 0.0
-        return min(max(self._chunk, int(seen / 4)), MAX_CHUNK)
 
     def _send(self, call: Call) -> None:
         if self._stop_reason is not None:
             self._results.put(NotSent(call))
             return
+        started = self._monotonic()
         try:
             result = self._invoker.invoke(call)
         except Exception as error:
@@ -290,6 +282,8 @@ class Engine:
             except LedgerWriteError as error:
                 problem = ErrorClass(ErrorKind.SYSTEMIC, type(error).__name__, str(error))
                 result = CallResult(call, State.SUBMITTING, result.at, stop=problem)
+        if self._policy.sizer is not None:
+            self._policy.sizer.observe(self._monotonic() - started)
         self._results.put(result)
 
     # -- results ---------------------------------------------------------------------------
@@ -299,7 +293,11 @@ class Engine:
             result = self._results.get(timeout=timeout)
         except queue.Empty:
             return
-        self._gather()
+        pause = self._policy.gather_s(
+            self._calls_in_progress, self._recorder.submitted, self._elapsed()
+        )
+        if pause > 0:
+            time.sleep(pause)
         for _ in range(10_000):
             if isinstance(result, CallResult):
                 self._apply_call(result)
@@ -315,18 +313,6 @@ class Engine:
                 result = self._results.get_nowait()
             except queue.Empty:
                 return
-
-    def _gather(self) -> None:
-        """While calls wait in the pool's queue the workers need nothing from this thread: let
-        results gather for up to half the time those calls take, so that one wakeup of this
-        thread applies many results rather than each its own (a wakeup costs CPU that a GIL
-        shared with the workers turns into a slower run)."""
-        queued = self._calls_in_progress - self._settings.concurrency
-        elapsed = self._monotonic() - self._started
-        submitted = self._recorder.submitted
-        if queued <= 0 or not submitted or elapsed <= 0:
-            return
-        time.sleep(min(queued * elapsed / submitted / 2, _MAX_GATHER_S))
 
     def _apply_call(self, result: CallResult) -> None:
         self._calls_in_progress -= 1
@@ -360,6 +346,9 @@ class Engine:
         self._timed_out = False
         if announce:
             self._subscribers.notice(NoticeLevel.ERROR, f"stopping: {reason}")
+
+    def _elapsed(self) -> float:
+        return self._monotonic() - self._started
 
     def _warn(self, message: str) -> None:
         self._subscribers.notice(NoticeLevel.WARNING, message)

@@ -104,7 +104,7 @@ def submit(
     run_dir = run_dir or default_run_dir(manifest_source, options.endpoint, shard)
     if Ledger.exists(run_dir):
         check_shard(read_config(run_dir / CONFIG_NAME), shard)
-    clients = make_clients(options.aws, max_connections=options.concurrency + 4)
+    clients = make_clients(options.aws, max_connections=options.most_calls_in_progress + 4)
     manifest = read_run_manifest(
         manifest_source, clients.s3, options, skip_invalid=skip_invalid, shard=shard
     )

@@ -92,7 +92,7 @@ def resumed_session(
     options = RunOptions.from_config(ledger.config["options"])
     if aws is not None:
         options = replace(options, aws=options.aws.merged_with(aws))
-    clients = make_clients(options.aws, max_connections=options.concurrency + 4)
+    clients = make_clients(options.aws, max_connections=options.most_calls_in_progress + 4)
     return Session(
         options,
         clients,
@@ -169,7 +169,8 @@ def run_session(
             collector,
             limiter,
             EngineSettings(
-                concurrency=options.concurrency,
+                concurrency=options.most_calls_in_progress,
+                sized_for_rate=options.slots_sized_for_rate,
                 max_in_flight=options.max_in_flight,
                 wait=wait,
                 deadline=session.started + session.timeout if session.timeout is not None else None,
