@@ -58,18 +58,22 @@ class _State:
 
 
 class FakeEndpoint:
-    def __init__(self, settings: FakeEndpointSettings, s3_url: str) -> None:
+    """``s3_url`` None: no output is written (a benchmark of the calls alone)."""
+
+    def __init__(self, settings: FakeEndpointSettings, s3_url: str | None) -> None:
         self.settings = settings
         bucket, _, prefix = settings.output.removeprefix("s3://").partition("/")
         self._bucket, self._prefix = bucket, prefix.strip("/")
-        self._s3 = boto3.client(
-            "s3",
-            endpoint_url=s3_url,
-            region_name="us-east-1",
-            aws_access_key_id="fake",
-            aws_secret_access_key="fake",
-        )
-        self._s3.create_bucket(Bucket=bucket)
+        self._s3 = None
+        if s3_url is not None:
+            self._s3 = boto3.client(
+                "s3",
+                endpoint_url=s3_url,
+                region_name="us-east-1",
+                aws_access_key_id="fake",
+                aws_secret_access_key="fake",
+            )
+            self._s3.create_bucket(Bucket=bucket)
         self.state = _State()
         self._rng = random.Random(settings.seed)
         self._due: list[tuple[float, str]] = []
@@ -130,9 +134,10 @@ class FakeEndpoint:
             self.state.accepted[inference_id] += 1
             low, high = self.settings.output_delay
             due = time.monotonic() + self._rng.uniform(low, high)
-        with self._due_ready:
-            heapq.heappush(self._due, (due, key))
-            self._due_ready.notify()
+        if self._s3 is not None:
+            with self._due_ready:
+                heapq.heappush(self._due, (due, key))
+                self._due_ready.notify()
         location = {"x-amzn-sagemaker-outputlocation": f"s3://{self._bucket}/{key}"}
         return 202, location, {"InferenceId": inference_id}
 
@@ -145,6 +150,7 @@ class FakeEndpoint:
                 if self._stopping:
                     return
                 _, key = heapq.heappop(self._due)
+            assert self._s3 is not None
             self._s3.put_object(Bucket=self._bucket, Key=key, Body=b'{"result": "ok"}')
             with self.state.lock:
                 self.state.outputs_written += 1
@@ -162,6 +168,9 @@ class FakeEndpoint:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: without this, each answer waits for the
+            # client's delayed ACK (40 ms).
+            disable_nagle_algorithm = True
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -193,7 +202,7 @@ class FakeEndpoint:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--s3-url", required=True)
+    parser.add_argument("--s3-url", help="where outputs are written (none: no outputs)")
     parser.add_argument("--output", required=True)
     parser.add_argument("--delay", default="0-0", help="output delay range, seconds: LOW-HIGH")
     parser.add_argument("--capacity", type=float)

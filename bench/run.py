@@ -28,6 +28,7 @@ BENCHMARKS = {
     "commit": "bench_commit",
     "crash": "bench_crash",
     "latency": "bench_latency",
+    "short": "bench_short",
     "rate": "bench_rate",
     "adapt": "bench_adapt",
     "collect": "bench_collect",

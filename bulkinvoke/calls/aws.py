@@ -7,6 +7,8 @@ Standard AWS configuration applies unchanged: the default credential chain, ``--
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
@@ -86,6 +88,23 @@ class AwsSettings:
         """These settings with every field ``overrides`` sets taken from it."""
         changes = {k: v for k, v in vars(overrides).items() if v is not None}
         return replace(self, **changes)
+
+
+class LazyClient:
+    """A botocore client made on first use: a run that never touches S3 (a local manifest,
+    --no-wait) does not pay for loading S3's service model. Thread-safe."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make()
+        return getattr(self._client, name)
 
 
 @dataclass(frozen=True)
@@ -219,7 +238,7 @@ def make_clients(settings: AwsSettings, *, max_connections: int = 10) -> Clients
         runtime = direct_client(runtime, session, verify) or runtime
     return Clients(
         sagemaker_runtime=runtime,
-        s3=_client(session, "s3", settings.s3_endpoint_url, s3_config, verify),
+        s3=LazyClient(lambda: _client(session, "s3", settings.s3_endpoint_url, s3_config, verify)),
         region=region,
         session=session,
         sqs_endpoint_url=settings.sqs_endpoint_url,
