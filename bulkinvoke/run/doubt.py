@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from bulkinvoke.calls.invoker import Call
-from bulkinvoke.results.collector import Watch
+if TYPE_CHECKING:
+    # Only named in annotations: importing them loads botocore, which `--help` must not wait for.
+    from bulkinvoke.calls.invoker import Call
+    from bulkinvoke.results.collector import Watch
 
 # How long after its intent an in-doubt call may have gone out (intents are written a chunk
 # ahead, and a call may wait for the rate limiter and its retries).
