@@ -153,3 +153,19 @@ def test_the_architecture_doc_names_every_module_and_only_modules() -> None:
     }
     assert documented - actual == set(), "named in docs/ARCHITECTURE.md but missing"
     assert actual - documented == set(), "missing from docs/ARCHITECTURE.md"
+
+
+def test_the_cli_loads_no_heavy_library_until_a_command_runs() -> None:
+    # `bulkinvoke --help` and typos must answer at once: botocore, pandas and pyarrow take
+    # ~0.15 s to import, so the CLI modules import them inside the commands that need them.
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, bulkinvoke.cli.app; "
+        "print(' '.join(m for m in ('botocore', 'boto3', 'pandas', 'pyarrow') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "", f"importing the CLI loads {loaded}"
