@@ -6,7 +6,8 @@ against an emulator with no capacity limit.
 The calls are timed where the endpoint sees them: bulkinvoke talks to the emulator through a
 relay in this process that notes when each request arrives (the ledger's ``submitted_at`` is
 when the answer came back, which adds the round trip's jitter). The achieved rate is
-(calls - 1) / (last - first); the burst figure is the most calls in any window [t, t + 1 s).
+(calls - 1) / (last - first), once the slow start is over (``SLOW_START_S`` after the first
+call) and over the whole run; the burst figure is the most calls in any window [t, t + 1 s).
 The ledger's count of accepted calls is checked against the relay's.
 """
 
@@ -30,6 +31,8 @@ from benchlib import (
     submitted_times,
     write_manifest,
 )
+
+from bulkinvoke.calls.limiter import SLOW_START_S
 
 RATE = 100
 # Timestamps of a run over tens of seconds, to the millisecond: the achieved rate is known to
@@ -93,6 +96,10 @@ def busiest_second(times: Sequence[float]) -> int:
     return most
 
 
+def rate_of(times: Sequence[float]) -> float:
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
 def run(quick: bool) -> list[Figure]:
     seconds = 10 if quick else 30
     items = RATE * seconds
@@ -114,20 +121,34 @@ def run(quick: bool) -> list[Figure]:
     times = sorted(relay.arrivals)
     if accepted != len(times):
         raise RuntimeError(f"the relay saw {len(times)} calls, the ledger has {accepted}")
-    achieved = (len(times) - 1) / (times[-1] - times[0])
+    steady_times = [at for at in times if at >= times[0] + SLOW_START_S]
+    achieved = rate_of(steady_times)
+    whole_run = rate_of(times)
     busiest = busiest_second(times)
-    print(f"  {len(times)} calls over {times[-1] - times[0]:.3f} s: {achieved:.3f}/s", flush=True)
+    print(
+        f"  {len(times)} calls over {times[-1] - times[0]:.3f} s: {whole_run:.3f}/s; "
+        f"{achieved:.3f}/s after the slow start",
+        flush=True,
+    )
     return [
         Figure(
-            f"--rate {RATE}: achieved rate",
+            f"--rate {RATE}: achieved rate after the slow start",
             achieved,
             "calls/s",
             f"{RATE * 0.97:g}-{RATE}/s",
             RATE * 0.97 <= achieved <= RATE * (1 + RATE_TOLERANCE),
             baseline=RATE,
             ratio=achieved / RATE,
-            note=f"{items:,} items over {seconds} s, timed on arrival at the endpoint "
+            note=f"calls from {SLOW_START_S} s after the first, timed on arrival at the endpoint "
             f"(to within {RATE_TOLERANCE:.1%})",
+        ),
+        Figure(
+            f"--rate {RATE}: achieved rate, whole run",
+            whole_run,
+            "calls/s",
+            baseline=RATE,
+            ratio=whole_run / RATE,
+            note=f"{items:,} items over {seconds} s, the slow start included",
         ),
         Figure(
             f"--rate {RATE}: busiest 1 s window",

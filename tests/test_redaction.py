@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from botocore.hooks import HierarchicalEmitter
 
 from bulkinvoke.calls.invoker import Call, Invoker
 from bulkinvoke.calls.limiter import RateLimiter
@@ -37,6 +39,7 @@ class _Refusing:
     """A runtime client whose every call is refused with a message quoting the request."""
 
     def __init__(self, code: str, status: int) -> None:
+        self.meta = SimpleNamespace(events=HierarchicalEmitter())
         self._error = {"Code": code, "Message": f"customAttributes '{ATTRIBUTES}' is not allowed"}
         self._status = status
 

@@ -11,10 +11,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bulkinvoke.errors import AwsConfigError
 from bulkinvoke.version import __version__
+
+if TYPE_CHECKING:
+    from bulkinvoke.aws_protocols import RuntimeClient, S3Client, SqsClient
 
 DEFAULT_CALL_TIMEOUT = 60.0
 NO_VERIFY_WARNING = (
@@ -110,14 +113,14 @@ class LazyClient:
 @dataclass(frozen=True)
 class Clients:
     # A DirectRuntimeClient, or the botocore client itself (Transport.BOTOCORE, a proxy, ...).
-    sagemaker_runtime: Any
-    s3: Any
+    sagemaker_runtime: RuntimeClient
+    s3: S3Client
     region: str
-    session: Any
+    session: Any  # a boto3 Session
     sqs_endpoint_url: str | None = None
     verify: bool | str | None = None
 
-    def sqs(self, queue_url: str) -> Any:
+    def sqs(self, queue_url: str) -> SqsClient:
         """A client for the queue at ``queue_url``: unless an SQS endpoint is configured, the
         queue's own URL says where it is served."""
         import os
@@ -127,7 +130,8 @@ class Clients:
         if endpoint is None and not os.environ.get("AWS_ENDPOINT_URL_SQS"):
             parts = urlsplit(queue_url)
             endpoint = f"{parts.scheme}://{parts.netloc}" if parts.netloc else None
-        return _client(self.session, "sqs", endpoint, None, self.verify)
+        client: SqsClient = _client(self.session, "sqs", endpoint, None, self.verify)
+        return client
 
 
 def _client(
@@ -203,7 +207,7 @@ def make_clients(settings: AwsSettings, *, max_connections: int = 10) -> Clients
         )
     # The embedded emulator (the only user of static credentials) is on loopback: a proxy set
     # for the user's real traffic must not take its calls.
-    loopback = {"proxies": {}} if settings.static_credentials else {}
+    loopback: dict[str, Any] = {"proxies": {}} if settings.static_credentials else {}
     runtime_config = Config(
         user_agent_extra=USER_AGENT_EXTRA,
         # bulkinvoke's retry policy is the only retry layer, so that throttles reach the

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from bulkinvoke.aws_protocols import RuntimeClient
 from bulkinvoke.calls.limiter import RateLimiter
 from bulkinvoke.calls.retry import (
     ErrorClass,
@@ -66,7 +67,7 @@ class CallResult:
 class Invoker:
     def __init__(
         self,
-        client: Any,
+        client: RuntimeClient,
         endpoint: str,
         *,
         limiter: RateLimiter,
@@ -88,10 +89,10 @@ class Invoker:
         self._send_lock = threading.Lock()
         # Monotonic times at which paced calls left in the last second (see _space_out).
         self._recent_sends: deque[float] = deque()
-        events = getattr(getattr(client, "meta", None), "events", None)
-        if events is not None:
-            # Signed and about to leave: the last moment at which spacing can be enforced.
-            events.register("before-send.sagemaker-runtime.InvokeEndpointAsync", self._space_out)
+        # Signed and about to leave: the last moment at which spacing can be enforced.
+        client.meta.events.register(
+            "before-send.sagemaker-runtime.InvokeEndpointAsync", self._space_out
+        )
 
     def _space_out(self, **_: Any) -> None:
         """Let a paced call leave only if the last second holds fewer calls than the rate.

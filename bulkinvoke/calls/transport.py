@@ -134,7 +134,7 @@ class DirectRuntimeClient:
             status, headers, body = answered.status_code, answered.headers, answered.content
         else:
             status, headers, body = self._send(request)
-        parsed = self._parser.parse(
+        parsed: dict[str, Any] = self._parser.parse(
             {"status_code": status, "headers": headers, "body": body},
             self._operation.output_shape,
         )
@@ -166,7 +166,7 @@ class DirectRuntimeClient:
     def _signed_request(self, parameters: dict[str, Any]) -> AWSRequest:
         request_dict = self._serializer.serialize_to_request(parameters, self._operation)
         prepare_request_dict(request_dict, self._url)
-        request = create_request_object(request_dict)
+        request: AWSRequest = create_request_object(request_dict)
         if self._credentials is None:
             raise NoCredentialsError()
         frozen = self._credentials.get_frozen_credentials()
@@ -178,15 +178,18 @@ class DirectRuntimeClient:
         return request
 
     def _send(self, request: AWSRequest) -> tuple[int, HeadersDict, bytes]:
-        parts = urlsplit(request.url)
+        url, method = request.url, request.method
+        if url is None or method is None:
+            raise ValueError("the request has no URL or method: it was not prepared")
+        parts = urlsplit(url)
         target = f"{parts.path}?{parts.query}" if parts.query else parts.path
         # Values go out as latin-1, which for them is ASCII: options.py lets no other character
         # into a header parameter.
         headers = dict(request.headers.items())
         headers["Host"] = self._host
-        connection = self._connection(request.url)
-        with _closed_on_error(connection, partial(_wire_error, request.url)):
-            connection.request(request.method, target, body=request.body or b"", headers=headers)
+        connection = self._connection(url)
+        with _closed_on_error(connection, partial(_wire_error, url)):
+            connection.request(method, target, body=request.body or b"", headers=headers)
             response = connection.getresponse()
             try:
                 body = response.read()
@@ -288,15 +291,17 @@ def _response_headers(response: http.client.HTTPResponse) -> HeadersDict:
 
 
 def _ssl_context(verify: bool | str) -> ssl.SSLContext:
-    context = create_urllib3_context()
+    context: ssl.SSLContext = create_urllib3_context()
     if verify is False:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
-    path = get_cert_path(verify)
-    if os.path.isdir(path):
+    path = verify if isinstance(verify, str) else get_cert_path(True)
+    if path is None:  # botocore has no bundle of its own here: the system's certificates
+        context.load_default_certs()
+    elif os.path.isdir(path):
         context.load_verify_locations(capath=path)
     else:
         context.load_verify_locations(cafile=path)

@@ -18,6 +18,7 @@ from bulkinvoke.reports.formatting import attempts_line, number, other_line, sha
 from bulkinvoke.states import State
 
 if TYPE_CHECKING:
+    from bulkinvoke.reports.document import Report
     from bulkinvoke.run.runner import DryRun
 
 # soft_wrap: a line is never broken at the terminal's (or a pipe's 80-column) width, so that
@@ -36,7 +37,7 @@ STATE_STYLES = {
 }
 
 
-def render_report(console: Console, report: dict[str, Any]) -> None:
+def render_report(console: Console, report: Report) -> None:
     """Counts, one line of timings, one of attempts and the top failure reasons: short enough
     to end the output of ``submit``."""
     total = report["items"]

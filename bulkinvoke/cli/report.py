@@ -7,7 +7,7 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from rich.console import Console
 from bulkinvoke.cli.errors import err, expected_errors, fail, wide_when_piped
 from bulkinvoke.cli.options import RunDirArgument
 from bulkinvoke.cli.render import out, render_report, render_status
+
+if TYPE_CHECKING:
+    from bulkinvoke.reports.document import Report
 
 
 class ReportFormat(StrEnum):
@@ -86,7 +89,7 @@ def report_command(
     err.print(f"wrote the {chosen.value} report to {output}", highlight=False, markup=False)
 
 
-def _render(report: dict[str, Any], chosen: ReportFormat) -> str:
+def _render(report: Report, chosen: ReportFormat) -> str:
     if chosen is ReportFormat.JSON:
         return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     if chosen is ReportFormat.MARKDOWN:

@@ -9,10 +9,12 @@ them can reach out to instance metadata), and no proxy, whatever HTTP(S)_PROXY s
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import boto3
-from botocore.client import BaseClient
 from botocore.config import Config
+
+from bulkinvoke.aws_protocols import S3Client, SnsClient
 
 _CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 5},
@@ -45,9 +47,9 @@ class Clients:
             self._local.clients = {}
         return session
 
-    def _client(self, service: str, url: str, region: str) -> BaseClient:
+    def _client(self, service: str, url: str, region: str) -> Any:
         session = self._session()
-        clients: dict[tuple[str, str], BaseClient] = self._local.clients
+        clients: dict[tuple[str, str], Any] = self._local.clients
         client = clients.get((service, region))
         if client is None:
             client = session.client(
@@ -56,10 +58,12 @@ class Clients:
             clients[(service, region)] = client
         return client
 
-    def s3(self) -> BaseClient:
-        return self._client("s3", self.s3_url, self.region)
+    def s3(self) -> S3Client:
+        client: S3Client = self._client("s3", self.s3_url, self.region)
+        return client
 
-    def sns(self, region: str) -> BaseClient:
+    def sns(self, region: str) -> SnsClient:
         if self.sns_url is None:
             raise RuntimeError("no SNS server is configured")
-        return self._client("sns", self.sns_url, region)
+        client: SnsClient = self._client("sns", self.sns_url, region)
+        return client

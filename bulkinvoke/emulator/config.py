@@ -60,8 +60,10 @@ class Latency:
             if kind == "uniform":
                 low, _, high = value.partition("-")
                 return cls("uniform", float(low), float(high))
-            if kind in ("fixed", "exponential"):
-                return cls(kind, float(value))
+            if kind == "fixed":
+                return cls("fixed", float(value))
+            if kind == "exponential":
+                return cls("exponential", float(value))
         except ValueError as exc:
             raise ValueError(f"bad latency {text!r}: {exc}") from None
         raise ValueError(f"bad latency {text!r}: use SECONDS, uniform:MIN-MAX or exponential:MEAN")

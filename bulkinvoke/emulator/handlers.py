@@ -51,7 +51,7 @@ def load_handler(spec: str | None) -> Handler:
     """The callable named ``"module:function"``; ValueError if it cannot be imported."""
     module_name, _, attribute = (spec or DEFAULT_HANDLER).partition(":")
     try:
-        handler = getattr(importlib.import_module(module_name), attribute)
+        handler: Handler = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"cannot load handler {spec!r}: {exc}") from exc
     if not callable(handler):

@@ -73,6 +73,8 @@ def members() -> dict[str, Member]:
 
     model = botocore.session.get_session().get_service_model(SERVICE)
     shape = model.operation_model(OPERATION).input_shape
+    if shape is None:
+        raise RuntimeError(f"botocore's model of {OPERATION} has no input")
     found = {}
     for name, member in shape.members.items():
         metadata = member.metadata

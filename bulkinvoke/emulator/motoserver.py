@@ -15,7 +15,7 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import BaseWSGIServer, make_server
 
 
-class _Handler(MotoRequestHandler):  # type: ignore[misc]
+class _Handler(MotoRequestHandler):
     def setup(self) -> None:
         super().setup()
         # werkzeug sends headers and body in separate writes: without this, each small response

@@ -15,6 +15,7 @@ from bulkinvoke.emulator.handlers import load_handler
 from bulkinvoke.emulator.jobs import Job, object_address
 from bulkinvoke.emulator.notifications import Notifier, inference_result
 from bulkinvoke.emulator.stats import Stats
+from bulkinvoke.errors import error_code
 
 DEFAULT_OUTPUT_CONTENT_TYPE = "application/octet-stream"
 
@@ -128,11 +129,12 @@ class Processor:
         except ValueError as exc:
             raise _JobFailed(f"ClientError: {exc}") from exc
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "Unknown")
+            code = error_code(exc) or "Unknown"
             raise _JobFailed(
                 f"ClientError: could not read the input at {location} ({code})."
             ) from exc
-        return response["Body"].read()
+        body: bytes = response["Body"].read()
+        return body
 
     def _fail(self, job: Job, config: EmulatorConfig, failure: _JobFailed) -> None:
         if job.failure_location is not None:

@@ -168,7 +168,7 @@ class EmulatorHTTPServer(socketserver.ThreadingTCPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        host, port = self.socket.getsockname()[:2]
         return f"{self._scheme}://{host}:{port}"
 
     def process_request(self, request: Any, client_address: Any) -> None:

@@ -35,6 +35,7 @@ from bulkinvoke.emulator.wire import (
     validation_error,
 )
 from bulkinvoke.emulator.workers import WorkerPool
+from bulkinvoke.errors import error_code
 
 _COUNTER_OF_ERROR = {
     "ValidationError": "rejected",
@@ -131,7 +132,7 @@ class AsyncInferenceService:
             s3.head_bucket(Bucket=bucket)
             return
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
+            if error_code(exc) not in ("404", "NoSuchBucket"):
                 raise
         region = self._config.region
         location = (

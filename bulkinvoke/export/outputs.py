@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from bulkinvoke.aws_protocols import S3Client
 from bulkinvoke.calls.retry import ErrorKind, classify
 from bulkinvoke.errors import ExportStopped, error_code
 from bulkinvoke.s3uri import bucket_owner_args, parse_s3_uri
@@ -150,7 +151,7 @@ class Downloader:
 
     def __init__(
         self,
-        s3: Any,
+        s3: S3Client,
         *,
         expected_bucket_owner: str | None = None,
         limit: int = OUTPUT_LIMIT,

@@ -15,8 +15,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
+from bulkinvoke.aws_protocols import S3Client
 from bulkinvoke.errors import ExportError
 from bulkinvoke.export.writers import table_writer, write_all
 from bulkinvoke.states import State
@@ -60,7 +61,7 @@ def export_table(
     with_output: bool = False,
     expand_json: bool = False,
     aws: AwsSettings | None = None,
-    s3_client: Any = None,
+    s3_client: S3Client | None = None,
 ) -> ExportResult:
     """Write ``read_ledger``'s table (only the rows in ``states``, if given) to ``output``.
 

@@ -28,7 +28,8 @@ def table_writer(kind: str, sink: IO[bytes], schema: pa.Schema) -> TableWriter:
     if kind == "parquet":
         import pyarrow.parquet as pq
 
-        return pq.ParquetWriter(sink, schema)
+        writer: TableWriter = pq.ParquetWriter(sink, schema)
+        return writer
     if kind == "csv":
         return _CsvWriter(sink, schema)
     return _JsonLinesWriter(sink)

@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from bulkinvoke.errors import LedgerWriteError
-from bulkinvoke.ledger.store import Event, Ledger
+from bulkinvoke.ledger.schema import Event
+from bulkinvoke.ledger.store import Ledger
 
 
 class BackgroundWriter:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
+from bulkinvoke.aws_protocols import S3Client
 from bulkinvoke.errors import ManifestError
 from bulkinvoke.manifest.delimited import read_delimited
 from bulkinvoke.manifest.rows import (
@@ -182,7 +183,8 @@ def read_json_lines(text: str, source: str) -> RawRows:
             continue
         row = len(locations)
         starts.append(number)
-        location, cells, problem = "", (), None
+        location, problem = "", None
+        cells: tuple[tuple[str, Any], ...] = ()
         try:
             value = json.loads(line)
         except (ValueError, RecursionError) as error:
@@ -338,7 +340,7 @@ def _parquet_type_fits(column_type: Any, integer: bool) -> bool:
 
 
 def list_prefix_rows(
-    uri: str, s3_client: Any, expected_bucket_owner: str | None = None
+    uri: str, s3_client: S3Client, expected_bucket_owner: str | None = None
 ) -> tuple[RawRows, str]:
     """Every object under an ``s3://bucket/prefix``, in key order, and the listing's fingerprint;
     with ``expected_bucket_owner``, S3 refuses to list a bucket of another account."""

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from bulkinvoke.aws_protocols import S3Client
 from bulkinvoke.errors import ManifestError
 from bulkinvoke.manifest.formats import list_prefix_rows, read_file
 from bulkinvoke.manifest.rows import INTEGER_COLUMNS, OVERRIDE_COLUMNS, RawRows, shown
@@ -108,13 +109,14 @@ class Manifest:
     @property
     def row_count(self) -> int:
         # Every row read is exactly one of: in the table, refused (one problem each), a duplicate.
-        return self.table.num_rows + len(self.problems) + len(self.duplicates)
+        rows: int = self.table.num_rows + len(self.problems) + len(self.duplicates)
+        return rows
 
 
 def read_manifest(
     source: str | os.PathLike[str],
     *,
-    s3_client: object | None = None,
+    s3_client: S3Client | None = None,
     expected_bucket_owner: str | None = None,
 ) -> Manifest:
     """Read and validate a manifest file, or list an ``s3://bucket/prefix/`` with ``s3_client``
@@ -308,7 +310,9 @@ def _deduplicate(
 def _int64(values: Sequence[int]) -> np.ndarray:
     if isinstance(values, range):
         return np.arange(values.start, values.stop, values.step, dtype=np.int64)
-    return np.frombuffer(values, dtype=np.int64)
+    if isinstance(values, array):  # the readers' own: no copy
+        return np.frombuffer(values, dtype=np.int64)
+    return np.asarray(values, dtype=np.int64)
 
 
 def _table(

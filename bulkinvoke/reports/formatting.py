@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bulkinvoke.reports.document import Failures, Report
 
 
 def number(value: int | None) -> str:
@@ -77,7 +80,7 @@ def rate(per_s: float | None) -> str:
     return f"{per_s:,.1f}/s" if per_s >= 1 else f"{per_s * 60:,.2f}/min"
 
 
-def timings_line(report: dict[str, Any]) -> str:
+def timings_line(report: Report) -> str:
     timings, latency = report["timings"], report["latency_s"]
     parts = [
         f"wall {duration(timings['wall_s'])}",
@@ -91,7 +94,7 @@ def timings_line(report: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def attempts_line(report: dict[str, Any]) -> str:
+def attempts_line(report: Report) -> str:
     attempts, output = report["attempts"], report["output_bytes"]
     return (
         f"{number(attempts['retried_items'])} items tried more than once, "
@@ -101,7 +104,7 @@ def attempts_line(report: dict[str, Any]) -> str:
     )
 
 
-def other_line(failures: dict[str, Any], shown: int) -> str | None:
+def other_line(failures: Failures, shown: int) -> str | None:
     """What the listed groups leave out, or None when they are all there is."""
     groups = max(len(failures["groups"]) - shown, 0) + failures["other"]["groups"]
     if not groups:

@@ -6,10 +6,13 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bulkinvoke.reports import formatting as fmt
 from bulkinvoke.states import State
+
+if TYPE_CHECKING:
+    from bulkinvoke.reports.document import Completions, Failures, Histogram, Report
 
 COLOURS = {
     "succeeded": "#2e9e5b",
@@ -51,11 +54,12 @@ svg .title{font-size:15px;font-weight:600}svg .muted{fill:#59636e}
 """
 
 
-def render_html(report: dict[str, Any]) -> str:
+def render_html(report: Report) -> str:
     """The whole page, ready to write to a file."""
     run = report["run"]
     about = [fmt.items(report["items"])]
-    about += [f"{k} <code>{escape(run[k])}</code>" for k in ("endpoint", "manifest") if run[k]]
+    named = (("endpoint", run["endpoint"]), ("manifest", run["manifest"]))
+    about += [f"{key} <code>{escape(value)}</code>" for key, value in named if value]
     failures = report["failures"]
     body = [
         f"<h1>bulkinvoke report: <code>{escape(run['run_dir'])}</code></h1>",
@@ -83,7 +87,7 @@ def render_html(report: dict[str, Any]) -> str:
     )
 
 
-def _counts(report: dict[str, Any]) -> str:
+def _counts(report: Report) -> str:
     total, rows = report["items"], []
     for state in State:
         n = report["counts"][state.value]
@@ -101,7 +105,7 @@ def _counts(report: dict[str, Any]) -> str:
     )
 
 
-def _timings(report: dict[str, Any]) -> str:
+def _timings(report: Report) -> str:
     timings, latency = report["timings"], report["latency_s"]
     attempts, output = report["attempts"], report["output_bytes"]
     rows = [
@@ -130,7 +134,7 @@ def _swatch(state: str) -> str:
     return f"<span class=sw style='background:{COLOURS[state]}'></span>"
 
 
-def _failure_table(failures: dict[str, Any]) -> str:
+def _failure_table(failures: Failures) -> str:
     if not failures["groups"]:
         return "<div class=card><p>None.</p></div>"
     rows = "".join(
@@ -211,7 +215,7 @@ def _legend(names: list[str]) -> str:
     return "".join(parts)
 
 
-def _completions(series: dict[str, Any] | None) -> str | None:
+def _completions(series: Completions | None) -> str | None:
     if series is None:
         return None
     step, count = series["bucket_s"], series["buckets"]
@@ -255,7 +259,7 @@ def _clock(when: datetime, step: float) -> str:
     return when.strftime("%m-%d %H:%M" if step < 86400 else "%Y-%m-%d")
 
 
-def _histogram(histogram: dict[str, Any] | None) -> str | None:
+def _histogram(histogram: Histogram | None) -> str | None:
     if histogram is None:
         return None
     edges, counts = histogram["edges"], histogram["counts"]
@@ -286,7 +290,7 @@ def _histogram(histogram: dict[str, Any] | None) -> str | None:
     return _svg(HEIGHT, "Latency of succeeded items", parts)
 
 
-def _failure_bars(failures: dict[str, Any]) -> str | None:
+def _failure_bars(failures: Failures) -> str | None:
     groups = failures["groups"]
     if not groups:
         return None

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
+from bulkinvoke.reports.document import LATENCY_FIGURES
 from bulkinvoke.reports.formatting import (
     duration,
     items,
@@ -15,6 +16,9 @@ from bulkinvoke.reports.formatting import (
     size,
 )
 from bulkinvoke.states import State
+
+if TYPE_CHECKING:
+    from bulkinvoke.reports.document import Report
 
 
 def _code(text: str) -> str:
@@ -30,7 +34,7 @@ def _table(header: list[str], rows: list[list[str]], right: set[int]) -> list[st
     return ["| " + " | ".join(cells) + " |" for cells in (header, rule, *rows)]
 
 
-def render_markdown(report: dict[str, Any]) -> str:
+def render_markdown(report: Report) -> str:
     """The report as GitHub-flavoured Markdown."""
     run, total = report["run"], report["items"]
     lines = [f"# bulkinvoke report: {_code(run['run_dir'])}", ""]
@@ -61,10 +65,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         {2, 3, 4},
     )
     lines += ["", "## Latency, submitted to output written (succeeded items)", ""]
-    keys = ["p50", "p90", "p99", "max", "mean"]
     lines += _table(
-        ["items", *keys],
-        [[number(latency["count"]), *(duration(latency[k]) for k in keys)]],
+        ["items", *LATENCY_FIGURES],
+        [[number(latency["count"]), *(duration(latency[k]) for k in LATENCY_FIGURES)]],
         set(range(6)),
     )
     attempts, output = report["attempts"], report["output_bytes"]

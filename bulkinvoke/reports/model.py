@@ -20,6 +20,16 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
+    from bulkinvoke.reports.document import (
+        Completions,
+        FailureGroup,
+        Failures,
+        Histogram,
+        Latency,
+        Report,
+        Timings,
+    )
+
 REPORT_VERSION = 1
 TOP_GROUPS = 20
 EXAMPLES_PER_GROUP = 3
@@ -33,8 +43,8 @@ _CODE = {state: code for code, state in enumerate(State)}
 _FINAL = tuple(s for s in State if s in FINAL_STATES)
 _UNSUCCESSFUL = tuple(s for s in _FINAL if s is not State.SUCCEEDED)
 # Bucket widths that make readable axis labels, in seconds.
-_NICE_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
-_NICE_STEPS += (10800, 21600, 43200, 86400)
+_NICE_STEPS: tuple[float, ...] = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900)
+_NICE_STEPS += (1800, 3600, 7200, 10800, 21600, 43200, 86400)
 
 # (RE2 pattern, replacement), applied in order after the secrets are out (so that no rule can keep
 # a piece of one); pure numbers go before hex so that "12345678" and "12" both become <n>.
@@ -54,7 +64,7 @@ _NORMALISE = (
 
 def build_report(
     run_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-) -> dict[str, Any]:
+) -> Report:
     """The report of the run in ``run_dir``, from its ledger alone (no AWS calls, no lock). A
     list of run directories (the shards of one run) gives the report of their union
     (``build_merged_report``)."""
@@ -78,9 +88,7 @@ def build_report(
     return report
 
 
-def summarise(
-    table: pa.Table, config: dict[str, Any], run_dir: str | os.PathLike[str]
-) -> dict[str, Any]:
+def summarise(table: pa.Table, config: dict[str, Any], run_dir: str | os.PathLike[str]) -> Report:
     """The report of a ``Ledger.latest`` table (with ``input_location`` among its plan columns)."""
     import numpy as np
     import pyarrow as pa
@@ -106,6 +114,7 @@ def summarise(
             "endpoint": options.get("endpoint"),
             "manifest": (config.get("manifest") or {}).get("source"),
             "created_at": _iso(config.get("created_at")),
+            "shards": None,
         },
         "items": table.num_rows,
         "counts": {s.value: int(tally[_CODE[s]]) for s in State},
@@ -134,7 +143,10 @@ def _seconds(column: pa.ChunkedArray) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    return pc.divide(pc.cast(column, pa.int64()), 1000.0).to_numpy(zero_copy_only=False)
+    seconds: np.ndarray = pc.divide(pc.cast(column, pa.int64()), 1000.0).to_numpy(
+        zero_copy_only=False
+    )
+    return seconds
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
@@ -146,6 +158,10 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 def _iso(seconds: float | None) -> str | None:
     if seconds is None or not math.isfinite(seconds):
         return None
+    return _timestamp(seconds)
+
+
+def _timestamp(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
 
 
@@ -166,10 +182,15 @@ def _window(submitted: np.ndarray, finished_at: np.ndarray) -> tuple[float, floa
     return (start, float(after.max())) if after.size else None
 
 
-def _timings(window: tuple[float, float] | None, finished_at: np.ndarray) -> dict[str, Any]:
+def _timings(window: tuple[float, float] | None, finished_at: np.ndarray) -> Timings:
     if window is None:
-        keys = ("first_submitted_at", "last_finished_at", "wall_s", "throughput_per_s")
-        return {**dict.fromkeys(keys), "finished": 0}
+        return {
+            "first_submitted_at": None,
+            "last_finished_at": None,
+            "wall_s": None,
+            "finished": 0,
+            "throughput_per_s": None,
+        }
     start, end = window
     finished = int(((finished_at >= start) & (finished_at <= end)).sum())
     wall = end - start
@@ -182,14 +203,20 @@ def _timings(window: tuple[float, float] | None, finished_at: np.ndarray) -> dic
     }
 
 
-def _latency(latency: np.ndarray) -> dict[str, Any]:
+def _latency(latency: np.ndarray) -> Latency:
     import numpy as np
 
     if not latency.size:
-        return {"count": 0, **dict.fromkeys(("p50", "p90", "p99", "max", "mean"))}
+        return {"count": 0, "p50": None, "p90": None, "p99": None, "max": None, "mean": None}
     p50, p90, p99 = np.percentile(latency, [50, 90, 99])
-    values = {"p50": p50, "p90": p90, "p99": p99, "max": latency.max(), "mean": latency.mean()}
-    return {"count": int(latency.size), **{k: _round(v) for k, v in values.items()}}
+    return {
+        "count": int(latency.size),
+        "p50": _round(p50),
+        "p90": _round(p90),
+        "p99": _round(p99),
+        "max": _round(latency.max()),
+        "mean": _round(latency.mean()),
+    }
 
 
 def _scrub(errors: pa.ChunkedArray, run_value: str | None, row_values: list[Any]) -> pa.Array:
@@ -230,7 +257,7 @@ def normalise(messages: pa.Array) -> pa.Array:
     return pc.if_else(pc.equal(messages, ""), NO_MESSAGE, messages)
 
 
-def _failures(table: pa.Table, state: np.ndarray, run_value: str | None) -> dict[str, Any]:
+def _failures(table: pa.Table, state: np.ndarray, run_value: str | None) -> Failures:
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -258,7 +285,7 @@ def _failures(table: pa.Table, state: np.ndarray, run_value: str | None) -> dict
     locations = table["input_location"].filter(picked)
     by_group = np.argsort(inverse, kind="stable")
     starts = np.cumsum(sizes) - sizes
-    listed = []
+    listed: list[FailureGroup] = []
     for g in ranking[:TOP_GROUPS]:
         reason_code, state_code = divmod(int(groups[g]), len(State))
         examples = by_group[starts[g] : starts[g] + EXAMPLES_PER_GROUP]
@@ -288,7 +315,7 @@ def _bucket_width(wall: float) -> float:
 
 def _completions(
     window: tuple[float, float] | None, finished_at: np.ndarray, state: np.ndarray
-) -> dict[str, Any] | None:
+) -> Completions | None:
     import numpy as np
 
     if window is None:
@@ -302,7 +329,7 @@ def _completions(
     index = np.clip(((finished_at[inside] - origin) // step).astype(np.int64), 0, count - 1)
     states = state[inside]
     return {
-        "start": _iso(origin),
+        "start": _timestamp(origin),
         "bucket_s": step,
         "buckets": count,
         "series": {
@@ -312,7 +339,7 @@ def _completions(
     }
 
 
-def _histogram(latency: np.ndarray) -> dict[str, Any] | None:
+def _histogram(latency: np.ndarray) -> Histogram | None:
     import numpy as np
 
     if not latency.size:
@@ -331,7 +358,7 @@ def _histogram(latency: np.ndarray) -> dict[str, Any] | None:
     return {"scale": scale, "edges": edges.tolist(), "counts": counts.tolist()}
 
 
-def build_merged_report(run_dirs: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
+def build_merged_report(run_dirs: Sequence[str | os.PathLike[str]]) -> Report:
     """The report of the union of several runs (shards), as ``build_report`` makes for one."""
     from bulkinvoke.scale.shards import shard_summary
     from bulkinvoke.scale.union import merged_latest

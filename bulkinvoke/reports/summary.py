@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from bulkinvoke.run.outcome import Outcome, RunResult
 from bulkinvoke.states import State
 
-if TYPE_CHECKING:
-    from bulkinvoke.run.outcome import RunResult
-
 _NEXT_STEP = {
-    "incomplete": "bulkinvoke resume {run_dir}",
-    "stopped": "fix the cause above, then: bulkinvoke resume {run_dir}",
-    "accepted": "bulkinvoke resume {run_dir}  (waits for the results)",
+    Outcome.INCOMPLETE: "bulkinvoke resume {run_dir}",
+    Outcome.STOPPED: "fix the cause above, then: bulkinvoke resume {run_dir}",
+    Outcome.ACCEPTED: "bulkinvoke resume {run_dir}  (waits for the results)",
 }
 
 
@@ -45,10 +43,10 @@ def result_summary(result: RunResult) -> dict[str, Any]:
 def _next_step(result: RunResult) -> str | None:
     if result.local:
         return _next_local_step(result)
-    template = _NEXT_STEP.get(result.outcome.value)
+    template = _NEXT_STEP.get(result.outcome)
     step = template.format(run_dir=result.run_dir) if template else None
     to_retry = sum(int(result.counts.get(state, 0)) for state in (State.FAILED, State.EXPIRED))
-    if to_retry and result.outcome.value in ("stopped", "complete"):
+    if to_retry and result.outcome in (Outcome.STOPPED, Outcome.COMPLETE):
         # resume never sends a finished item again: failed and expired ones need retry.
         retry = (
             f"bulkinvoke retry {result.run_dir}  (sends the {to_retry} failed or expired "
@@ -61,9 +59,9 @@ def _next_step(result: RunResult) -> str | None:
 def _next_local_step(result: RunResult) -> str | None:
     # resume and retry would look for the emulator that ended with the command, and with
     # --no-wait every session would end before its results came.
-    if result.outcome.value not in _NEXT_STEP:
+    if result.outcome not in _NEXT_STEP:
         return None
-    again = "without --no-wait" if result.outcome.value == "accepted" else "again"
+    again = "without --no-wait" if result.outcome is Outcome.ACCEPTED else "again"
     return (
         f"run the same command {again} (--local's endpoint ended with this one; what it had "
         "not answered is sent again)"

@@ -19,8 +19,9 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
+from bulkinvoke.aws_protocols import S3Client
 from bulkinvoke.errors import error_code
 from bulkinvoke.s3uri import S3Location, bucket_owner_args, parse_s3_uri
 from bulkinvoke.states import State
@@ -88,7 +89,7 @@ class _Seen:
 class Collector:
     def __init__(
         self,
-        s3_client: Any,
+        s3_client: S3Client,
         *,
         clock: Callable[[], float] = time.time,
         expected_bucket_owner: str | None = None,

@@ -15,8 +15,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
+from bulkinvoke.aws_protocols import SqsClient
 from bulkinvoke.states import State
 
 RECEIVE_BATCH = 10
@@ -86,7 +86,7 @@ def _timestamp(text: object) -> float | None:
 
 
 class NotificationQueue:
-    def __init__(self, sqs_client: Any, queue_url: str) -> None:
+    def __init__(self, sqs_client: SqsClient, queue_url: str) -> None:
         self._sqs = sqs_client
         self._url = queue_url
         self.requests = 0

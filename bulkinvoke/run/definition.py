@@ -12,10 +12,12 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bulkinvoke.aws_protocols import S3Client
 from bulkinvoke.calls.aws import AwsSettings
 from bulkinvoke.errors import InvalidManifest, RunError
 from bulkinvoke.ledger.identity import REQUEST_DEFINING_OPTIONS
-from bulkinvoke.ledger.store import Event, Ledger
+from bulkinvoke.ledger.schema import Event
+from bulkinvoke.ledger.store import Ledger
 from bulkinvoke.ledger.views import duplicates_table
 from bulkinvoke.manifest.loader import Manifest, problems_table, read_manifest
 from bulkinvoke.request_options import (
@@ -120,7 +122,7 @@ def check_options(options: RunOptions) -> None:
 
 def read_run_manifest(
     source: str,
-    s3_client: Any,
+    s3_client: S3Client | None,
     options: RunOptions,
     *,
     skip_invalid: bool,

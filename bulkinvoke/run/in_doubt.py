@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from bulkinvoke.calls.invoker import Call
 from bulkinvoke.calls.retry import classify
 from bulkinvoke.events import NoticeLevel, Subscribers
-from bulkinvoke.ledger.store import Event, Ledger
+from bulkinvoke.ledger.schema import Event
+from bulkinvoke.ledger.store import Ledger
 from bulkinvoke.redaction import redact
 from bulkinvoke.results.collector import Collector, Finding, Watch
 from bulkinvoke.run.doubt import Doubt, InDoubt

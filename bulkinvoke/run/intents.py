@@ -14,7 +14,8 @@ from collections.abc import Callable, Collection
 
 from bulkinvoke.calls.invoker import Call
 from bulkinvoke.ledger.background import BackgroundWriter
-from bulkinvoke.ledger.store import Event, Ledger
+from bulkinvoke.ledger.schema import Event
+from bulkinvoke.ledger.store import Ledger
 from bulkinvoke.states import State
 
 MAX_CHUNK = 1000

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
 
+from bulkinvoke.aws_protocols import S3Client
 from bulkinvoke.calls.aws import AwsSettings, make_clients
 from bulkinvoke.errors import RunError
 from bulkinvoke.s3uri import bucket_owner_args, parse_s3_uri
@@ -72,7 +72,11 @@ def local_endpoint(
 
 
 def upload_inputs(
-    s3: Any, locations: list[str], inputs_dir: Path, *, expected_bucket_owner: str | None = None
+    s3: S3Client,
+    locations: list[str],
+    inputs_dir: Path,
+    *,
+    expected_bucket_owner: str | None = None,
 ) -> int:
     """Put each ``inputs_dir/<name>`` at the manifest location whose key ends in that name."""
     owner = bucket_owner_args(expected_bucket_owner)
@@ -91,6 +95,6 @@ def upload_inputs(
     return uploaded
 
 
-def _ensure_bucket(s3: Any, bucket: str) -> None:
+def _ensure_bucket(s3: S3Client, bucket: str) -> None:
     with suppress(s3.exceptions.BucketAlreadyOwnedByYou):
         s3.create_bucket(Bucket=bucket)

@@ -17,7 +17,8 @@ from dataclasses import replace
 from bulkinvoke.calls.invoker import Call, CallResult
 from bulkinvoke.events import Progress
 from bulkinvoke.ledger.background import BackgroundWriter
-from bulkinvoke.ledger.store import Event, Ledger
+from bulkinvoke.ledger.schema import Event
+from bulkinvoke.ledger.store import Ledger
 from bulkinvoke.redaction import redact
 from bulkinvoke.results.collector import Finding, Watch
 from bulkinvoke.results.notifications import EarlyNotices, Received, ResultNotice

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from bulkinvoke.aws_protocols import S3Client
 from bulkinvoke.calls.aws import AwsSettings, make_clients
 from bulkinvoke.errors import InvalidManifest, RunError
 from bulkinvoke.events import NoticeLevel, Subscribers
@@ -232,7 +233,7 @@ def dry_run(
     *,
     run_dir: Path | None = None,
     skip_invalid: bool = False,
-    s3_client: Any = None,
+    s3_client: S3Client | None = None,
     shard: Shard | None = None,
 ) -> DryRun:
     """What ``submit`` would do, sending nothing and writing nothing."""

@@ -8,16 +8,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
-from bulkinvoke.calls.aws import NO_VERIFY_WARNING, AwsSettings, Transport, make_clients
+from bulkinvoke.calls.aws import (
+    NO_VERIFY_WARNING,
+    AwsSettings,
+    Clients,
+    Transport,
+    make_clients,
+)
 from bulkinvoke.calls.invoker import Call, Invoker
 from bulkinvoke.calls.limiter import RateLimiter
 from bulkinvoke.calls.retry import RetryPolicy
 from bulkinvoke.calls.transport import DirectRuntimeClient
 from bulkinvoke.errors import RunError
 from bulkinvoke.events import NoticeLevel, Subscribers
-from bulkinvoke.ledger.store import Event, Ledger
+from bulkinvoke.ledger.schema import Event
+from bulkinvoke.ledger.store import Ledger
 from bulkinvoke.results.collector import Collector
 from bulkinvoke.results.notifications import NotificationQueue
 from bulkinvoke.run.definition import (
@@ -42,7 +48,7 @@ class Session:
     """What one command brings to a run: its options, clients and how long to wait."""
 
     options: RunOptions
-    clients: Any
+    clients: Clients
     started: float
     wait: bool
     timeout: float | None

@@ -80,7 +80,8 @@ class CallFactory:
 def _non_null_column(plan: pa.Table, name: str) -> list[Any] | None:
     if name not in plan.column_names or plan.column(name).null_count == plan.num_rows:
         return None
-    return plan.column(name).to_pylist()
+    values: list[Any] = plan.column(name).to_pylist()
+    return values
 
 
 @dataclass
@@ -141,7 +142,8 @@ def invalid_reasons(latest: pa.Table) -> list[str | None]:
     """Why manifest validation refused each row of ``Ledger.latest``'s table (None: valid)."""
     if "invalid_reason" not in latest.column_names:  # the manifest had no invalid row
         return [None] * latest.num_rows
-    return latest.column("invalid_reason").to_pylist()
+    reasons: list[str | None] = latest.column("invalid_reason").to_pylist()
+    return reasons
 
 
 def load_run_state(ledger: Ledger, factory: CallFactory) -> RunState:
@@ -165,7 +167,8 @@ def load_run_state(ledger: Ledger, factory: CallFactory) -> RunState:
 
     def seconds(name: str) -> list[float | None]:
         column = pc.cast(pc.cast(latest.column(name), pa.timestamp("ms")), pa.int64())
-        return pc.divide(column, 1000.0).to_pylist()
+        values: list[float | None] = pc.divide(column, 1000.0).to_pylist()
+        return values
 
     submitted_at, completed_at, event_at = map(seconds, ["submitted_at", "completed_at", "at"])
     state = RunState(total=latest.num_rows, counts={})

@@ -40,6 +40,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from bulkinvoke.aws_protocols import S3Client
 from bulkinvoke.errors import LeaseHeld, LeaseLost, error_code
 
 LEASE_NAME = "_lease.json"
@@ -62,7 +63,7 @@ def _conflict(error: ClientError) -> bool:
 class Lease:
     def __init__(
         self,
-        s3: Any,
+        s3: S3Client,
         bucket: str,
         key: str,
         *,

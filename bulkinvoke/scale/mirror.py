@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from bulkinvoke.aws_protocols import S3Client
 from bulkinvoke.errors import LeaseLost, LedgerError, MirrorError, error_code
 from bulkinvoke.events import NoticeLevel, Subscribers
 from bulkinvoke.ledger.files import (
@@ -68,7 +69,7 @@ _SYNC_ATTEMPTS = 5
 class LedgerMirror:
     def __init__(
         self,
-        s3: Any,
+        s3: S3Client,
         settings: MirrorSettings,
         run_dir: Path,
         subscribers: Subscribers,
@@ -370,7 +371,7 @@ def _newest_compaction(events_dir: Path) -> str | None:
 def open_mirror(
     run_dir: Path,
     settings: MirrorSettings | None,
-    s3: Any,
+    s3: S3Client | None,
     subscribers: Subscribers,
     owner_args: dict[str, str] | None = None,
     check_run: Callable[[dict[str, Any]], None] | None = None,
@@ -380,6 +381,8 @@ def open_mirror(
     if settings is None:
         yield None
         return
+    if s3 is None:
+        raise ValueError("a mirror needs an S3 client")
     mirror = LedgerMirror(s3, settings, run_dir, subscribers, owner_args)
     try:
         mirror.acquire(check_run)

@@ -7,10 +7,11 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
+from bulkinvoke.aws_protocols import S3Client
 from bulkinvoke.errors import MirrorError, error_code
 from bulkinvoke.ledger.files import (
     CONFIG_NAME,
@@ -29,7 +30,7 @@ EVENT_NAME = re.compile(rf"{EVENTS_DIR}/([bc])-(\d{{12}})\.parquet")
 _DOWNLOAD_ATTEMPTS = 5
 
 
-def mirror_client(run_dir: Path, overrides: AwsSettings | None) -> tuple[Any, dict[str, str]]:
+def mirror_client(run_dir: Path, overrides: AwsSettings | None) -> tuple[S3Client, dict[str, str]]:
     """An S3 client (and the ExpectedBucketOwner arguments) for the mirror of ``run_dir``: the
     run's saved AWS settings if the run is here, else the environment's, each field that
     ``overrides`` sets replacing the saved one."""
@@ -42,7 +43,7 @@ def mirror_client(run_dir: Path, overrides: AwsSettings | None) -> tuple[Any, di
     return make_clients(settings).s3, bucket_owner_args(owner)
 
 
-def list_prefix(s3: Any, uri: str, owner_args: dict[str, str]) -> dict[str, str]:
+def list_prefix(s3: S3Client, uri: str, owner_args: dict[str, str]) -> dict[str, str]:
     """Key (relative to the prefix) -> ETag (unquoted) of every object under ``uri``."""
     target = parse_s3_uri(uri)
     found: dict[str, str] = {}
@@ -64,7 +65,9 @@ def last_seq(names: Iterable[str]) -> int:
     return max((int(m[2]) for n in names if (m := EVENT_NAME.fullmatch(n))), default=0)
 
 
-def download_run(s3: Any, uri: str, run_dir: Path, owner_args: dict[str, str]) -> dict[str, str]:
+def download_run(
+    s3: S3Client, uri: str, run_dir: Path, owner_args: dict[str, str]
+) -> dict[str, str]:
     """Copy the run mirrored at ``uri`` into ``run_dir``: the plan, the files the reader rule
     needs, then run.json (so that a download cut short leaves no run). Returns the MD5 of each
     file copied, by key; an empty dict if ``uri`` holds no run."""

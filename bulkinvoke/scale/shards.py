@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from bulkinvoke.errors import ShardError
 from bulkinvoke.manifest.ids import inference_id
@@ -144,7 +144,13 @@ def select_shard(manifest: Manifest, shard: Shard, namespace: str, endpoint: str
     return replace(manifest, table=selected, problems=problems, duplicates=duplicates)
 
 
-def shard_summary(configs: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+class ShardSummary(TypedDict):
+    count: int
+    included: list[int]
+    missing: list[int]
+
+
+def shard_summary(configs: Sequence[Mapping[str, Any]]) -> ShardSummary | None:
     """The report's ``run.shards``: of how many shards these runs are, which are here and which
     are missing; None for a run of the whole manifest."""
     shards = [Shard.from_config(config.get("shard")) for config in configs]

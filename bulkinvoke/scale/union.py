@@ -16,6 +16,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bulkinvoke.aws_protocols import S3Client
 from bulkinvoke.errors import MergeError
 from bulkinvoke.ledger.files import CONFIG_NAME, PLAN_NAME
 from bulkinvoke.ledger.identity import REQUEST_DEFINING_OPTIONS
@@ -77,7 +78,10 @@ def check_parts(run_dirs: list[Path], configs: list[dict[str, Any]]) -> None:
                     f"{run_dir} and {first_dir} differ in {name.replace('_', '-')}: they are "
                     "not parts of one run"
                 )
-        if (shard is None) != (shards[0] is None) or (shard and shard.count != shards[0].count):
+        first_shard = shards[0]
+        if (shard is None) != (first_shard is None) or (
+            shard and first_shard and shard.count != first_shard.count
+        ):
             raise MergeError(
                 f"{run_dir} and {first_dir} are not shards of the same split of the manifest"
             )
@@ -117,7 +121,7 @@ def local_runs(sources: Sequence[str], aws: AwsSettings | None = None) -> Iterat
         yield found
 
 
-def _download_runs(s3: Any, source: str, target: Path, aws: AwsSettings | None) -> list[Path]:
+def _download_runs(s3: S3Client, source: str, target: Path, aws: AwsSettings | None) -> list[Path]:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from bulkinvoke.errors import MirrorError
