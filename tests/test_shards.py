@@ -113,6 +113,8 @@ def test_invalid_rows_and_duplicates_are_in_exactly_one_shard() -> None:
         ("2", 5, {}, Shard(2, 5)),
         ("2/5", 5, {}, Shard(2, 5)),
         ("auto", 4, {"AWS_BATCH_JOB_ARRAY_INDEX": "3"}, Shard(3, 4)),
+        ("auto", 4, {"JOB_COMPLETION_INDEX": "2"}, Shard(2, 4)),
+        ("auto", 4, {"JOB_COMPLETION_INDEX": "1", "AWS_BATCH_JOB_ARRAY_INDEX": "1"}, Shard(1, 4)),
         (
             "AUTO",
             None,
@@ -131,7 +133,14 @@ def test_resolve_shard(
     ("spec", "shards", "environ", "message"),
     [
         (None, 3, {}, "--shards needs --shard"),
-        ("auto", 3, {}, "AWS_BATCH_JOB_ARRAY_INDEX"),
+        ("auto", 3, {}, "AWS_BATCH_JOB_ARRAY_INDEX.*JOB_COMPLETION_INDEX.*neither is set"),
+        ("auto", 3, {"JOB_COMPLETION_INDEX": "x"}, "JOB_COMPLETION_INDEX='x' is not a shard"),
+        (
+            "auto",
+            3,
+            {"JOB_COMPLETION_INDEX": "0", "AWS_BATCH_JOB_ARRAY_INDEX": "1"},
+            "name different shards",
+        ),
         ("auto", None, {"AWS_BATCH_JOB_ARRAY_INDEX": "1"}, "how many shards"),
         ("1", None, {}, "how many shards"),
         ("3/3", None, {}, "numbered 0-2"),

@@ -141,7 +141,8 @@ def submit(
         str | None,
         typer.Option(
             help="Run only shard K of N: K/N, K with --shards N, or auto (K from "
-            "AWS_BATCH_JOB_ARRAY_INDEX, N from --shards or AWS_BATCH_JOB_ARRAY_SIZE). A row's "
+            "AWS_BATCH_JOB_ARRAY_INDEX or Kubernetes' JOB_COMPLETION_INDEX, N from --shards "
+            "or AWS_BATCH_JOB_ARRAY_SIZE). A row's "
             "shard is a hash of its inference ID; each shard is its own run "
             "(default run dir: ...-shard-K-of-N). See docs/SCALE-OUT.md.",
         ),

@@ -6,10 +6,11 @@ A row belongs to shard::
 
 where ``id`` is the inference ID of the row's first attempt (``ids.inference_id``: the row's own
 ``inference_id`` if it has one, else the generated ``bi-`` ID). Shards are numbered from 0, like
-``AWS_BATCH_JOB_ARRAY_INDEX``. The rule depends only on the ID, so every machine that reads the
-same manifest with the same endpoint and ``--id-namespace`` agrees on every row's shard, whatever
-the order or format of the manifest; and a hash keeps the shards balanced even when the
-manifest is sorted by something that correlates with cost (a date, a size).
+``AWS_BATCH_JOB_ARRAY_INDEX`` and Kubernetes' ``JOB_COMPLETION_INDEX``. The rule depends only on
+the ID, so every machine that reads the same manifest with the same endpoint and
+``--id-namespace`` agrees on every row's shard, whatever the order or format of the manifest;
+and a hash keeps the shards balanced even when the manifest is sorted by something that
+correlates with cost (a date, a size).
 
 Rows refused by validation (kept as ``rejected`` with ``--skip-invalid``) have no usable ID of
 their own: they go to the shard of the ID their ``input_location`` would get. A duplicate row
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
 
 ARRAY_INDEX_ENV = "AWS_BATCH_JOB_ARRAY_INDEX"
 ARRAY_SIZE_ENV = "AWS_BATCH_JOB_ARRAY_SIZE"
+# Kubernetes Indexed Jobs give each pod its index; the number of completions is not in the
+# environment (pass --shards).
+COMPLETION_INDEX_ENV = "JOB_COMPLETION_INDEX"
+INDEX_ENVS = (ARRAY_INDEX_ENV, COMPLETION_INDEX_ENV)
 # AWS Batch array jobs have at most 10,000 children.
 MAX_SHARDS = 10_000
 _SPEC = re.compile(r"\s*(\d+)\s*(?:/\s*(\d+)\s*)?")
@@ -77,7 +82,8 @@ def shard_of(identifier: str, count: int) -> int:
 def resolve_shard(spec: str | None, shards: int | None, environ: Mapping[str, str]) -> Shard | None:
     """The shard that ``--shard`` (``K/N``, ``K``, or ``auto``) and ``--shards N`` name.
 
-    ``auto`` takes K from ``AWS_BATCH_JOB_ARRAY_INDEX``; N comes from ``--shards``, else from
+    ``auto`` takes K from ``AWS_BATCH_JOB_ARRAY_INDEX`` (AWS Batch array jobs) or
+    ``JOB_COMPLETION_INDEX`` (Kubernetes Indexed Jobs); N comes from ``--shards``, else from
     ``K/N``, else from ``AWS_BATCH_JOB_ARRAY_SIZE``.
     """
     if spec is None:
@@ -85,16 +91,7 @@ def resolve_shard(spec: str | None, shards: int | None, environ: Mapping[str, st
             raise ShardError("--shards needs --shard (K, K/N or auto) to say which shard to run")
         return None
     if spec.strip().lower() == "auto":
-        index_text = environ.get(ARRAY_INDEX_ENV)
-        if index_text is None:
-            raise ShardError(
-                f"--shard auto reads {ARRAY_INDEX_ENV}, which is not set: it is set in the "
-                "children of an AWS Batch array job; elsewhere pass --shard K/N"
-            )
-        match = _SPEC.fullmatch(index_text)
-        if match is None or match[2] is not None:
-            raise ShardError(f"{ARRAY_INDEX_ENV}={index_text!r} is not a shard number")
-        index, count_text = int(match[1]), None
+        index, count_text = _index_from_environment(environ), None
     else:
         match = _SPEC.fullmatch(spec)
         if match is None:
@@ -102,6 +99,26 @@ def resolve_shard(spec: str | None, shards: int | None, environ: Mapping[str, st
         index, count_text = int(match[1]), match[2]
     count = _count(count_text, shards, environ)
     return Shard(index, count)
+
+
+def _index_from_environment(environ: Mapping[str, str]) -> int:
+    found = {name: environ[name] for name in INDEX_ENVS if name in environ}
+    if not found:
+        raise ShardError(
+            f"--shard auto reads {ARRAY_INDEX_ENV} (set in the children of an AWS Batch array "
+            f"job) or {COMPLETION_INDEX_ENV} (set in the pods of a Kubernetes Indexed Job), and "
+            "neither is set: elsewhere pass --shard K/N"
+        )
+    indexes = set()
+    for name, text in found.items():
+        match = _SPEC.fullmatch(text)
+        if match is None or match[2] is not None:
+            raise ShardError(f"{name}={text!r} is not a shard number")
+        indexes.add(int(match[1]))
+    if len(indexes) > 1:
+        said = " and ".join(f"{name}={text}" for name, text in found.items())
+        raise ShardError(f"--shard auto: {said} name different shards")
+    return indexes.pop()
 
 
 def _count(given: str | None, shards: int | None, environ: Mapping[str, str]) -> int:

@@ -51,7 +51,9 @@ def comparable(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _start_shard(stack: LocalStack, manifest: Path, cwd: Path, index: int, uri: str) -> Any:
-    env = {**cli_env(stack), "AWS_BATCH_JOB_ARRAY_INDEX": str(index)}
+    # Each child learns its shard as AWS Batch (array jobs) or Kubernetes (Indexed Jobs) tells it.
+    index_variable = "JOB_COMPLETION_INDEX" if index % 2 else "AWS_BATCH_JOB_ARRAY_INDEX"
+    env = {**cli_env(stack), index_variable: str(index)}
     return subprocess.Popen(
         [
             sys.executable,
