@@ -6,10 +6,10 @@ import contextlib
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,17 +19,32 @@ if TYPE_CHECKING:
     from bulkinvoke.emulator import EndpointSpec, LocalStack
 
 DEFAULT_ENDPOINT = "demo=s3://bulkinvoke-local/outputs,failure=s3://bulkinvoke-local/failures"
-_ENDPOINT_KEYS = {
-    "failure": "failure_path",
-    "success_topic": "success_topic",
-    "error_topic": "error_topic",
-    "handler": "handler",
+
+
+def _yes_or_no(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise ValueError(f"expected true or false, not {text!r}")
+    return text.lower() == "true"
+
+
+# key=VALUE in --endpoint: the EndpointSpec field it sets, and how its text is read.
+_ENDPOINT_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "failure": ("failure_path", str),
+    "success_topic": ("success_topic", str),
+    "error_topic": ("error_topic", str),
+    "handler": ("handler", str),
+    "status": ("status", str),
+    "instances": ("instances", int),
+    "instance_type": ("instance_type", str),
+    "max_concurrency": ("max_concurrent_per_instance", int),
+    "async": ("asynchronous", _yes_or_no),
 }
 
 
 def parse_endpoint(text: str, default_handler: str | None = None) -> EndpointSpec:
     """``NAME=s3://bucket/out[,failure=s3://...][,success_topic=ARN][,error_topic=ARN]
-    [,handler=module:function]`` as an EndpointSpec."""
+    [,handler=module:function][,status=S][,instances=N][,instance_type=T][,max_concurrency=N]
+    [,async=false]`` as an EndpointSpec."""
     # Imported here, as in emulator_command: the emulator package imports boto3, which every
     # other command (and `bulkinvoke --help`) would pay for at start-up.
     from bulkinvoke.emulator import EndpointSpec
@@ -38,13 +53,17 @@ def parse_endpoint(text: str, default_handler: str | None = None) -> EndpointSpe
     output_path, *pairs = rest.split(",")
     if not equals or not output_path:
         raise typer.BadParameter(f"{text!r}: expected NAME=s3://bucket/prefix[,key=value...]")
-    fields: dict[str, str | None] = {"handler": default_handler}
+    fields: dict[str, Any] = {"handler": default_handler}
     for pair in pairs:
         key, equals, value = pair.partition("=")
         if key.strip() not in _ENDPOINT_KEYS or not equals:
             keys = ", ".join(_ENDPOINT_KEYS)
             raise typer.BadParameter(f"{text!r}: {pair!r} is not one of {keys} with =VALUE")
-        fields[_ENDPOINT_KEYS[key.strip()]] = value.strip()
+        field, read = _ENDPOINT_KEYS[key.strip()]
+        try:
+            fields[field] = read(value.strip())
+        except ValueError as error:
+            raise typer.BadParameter(f"{text!r}: {key.strip()}: {error}") from None
     spec = EndpointSpec(name=name.strip(), output_path=output_path.strip(), **fields)
     problems = spec.problems()
     if problems:
@@ -56,6 +75,7 @@ def _describe(stack: LocalStack) -> None:
     typer.echo("bulkinvoke emulator is running; Ctrl-C stops it.")
     typer.echo(f"  S3, SNS, SQS (moto)  {stack.s3_url}")
     typer.echo(f"  SageMaker runtime    {stack.sagemaker_url}")
+    typer.echo(f"  SageMaker API        {stack.sagemaker_url}  (DescribeEndpoint[Config])")
     typer.echo(f"  emulator stats       {stack.sagemaker_url}/_emulator/stats")
     typer.echo(f"  change knobs         POST JSON to {stack.sagemaker_url}/_emulator/config")
     for spec in stack.endpoints():
@@ -104,7 +124,9 @@ def emulator_command(
             "-e",
             help=(
                 "An endpoint to serve, repeatable: NAME=s3://bucket/out[,failure=s3://bucket/fail]"
-                "[,success_topic=ARN][,error_topic=ARN][,handler=module:function]. "
+                "[,success_topic=ARN][,error_topic=ARN][,handler=module:function]; what "
+                "DescribeEndpoint reports: [,status=InService][,instances=1]"
+                "[,instance_type=ml.m5.xlarge][,max_concurrency=N][,async=false]. "
                 f"Default: {DEFAULT_ENDPOINT}."
             ),
         ),

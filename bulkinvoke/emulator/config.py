@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
-from bulkinvoke.emulator.model import members
+from bulkinvoke.emulator.model import control_plane_shape, members
 
 # From the SageMaker model (AsyncInferenceNotificationConfig.SuccessTopic / ErrorTopic).
 TOPIC_ARN_PATTERN = re.compile(r"arn:aws[a-z\-]*:sns:([a-z0-9\-]*):([0-9]{12}):([a-zA-Z0-9_.-]+)")
@@ -162,7 +162,11 @@ class EndpointSpec:
     """One async endpoint, as its AsyncInferenceConfig would declare it.
 
     ``handler`` is ``"module:function"`` (see ``handlers.Handler``); None uses the default
-    summary handler.
+    summary handler. ``status``, ``instances``, ``instance_type``,
+    ``max_concurrent_per_instance`` and ``asynchronous`` are what DescribeEndpoint and
+    DescribeEndpointConfig report (``control.py``); they do not change how calls are processed
+    (``EmulatorConfig.workers`` does). ``asynchronous=False`` describes a real-time endpoint:
+    no AsyncInferenceConfig.
     """
 
     name: str
@@ -171,9 +175,14 @@ class EndpointSpec:
     success_topic: str | None = None
     error_topic: str | None = None
     handler: str | None = None
+    status: str = "InService"
+    instances: int = 1
+    instance_type: str = "ml.m5.xlarge"
+    max_concurrent_per_instance: int | None = None
+    asynchronous: bool = True
 
     def problems(self) -> list[str]:
-        found = []
+        found = self._description_problems()
         name = members()["EndpointName"]
         if name.problem(self.name) is not None:
             found.append(
@@ -194,6 +203,21 @@ class EndpointSpec:
                 found.append(f"{label} {arn!r} is not an SNS topic ARN")
         if self.handler is not None and not re.fullmatch(r"[\w.]+:[\w.]+", self.handler):
             found.append(f"handler {self.handler!r} must be 'module:function'")
+        return found
+
+    def _description_problems(self) -> list[str]:
+        found = []
+        statuses, _ = control_plane_shape("EndpointStatus")
+        if self.status not in statuses:
+            found.append(f"status {self.status!r} is not one of {', '.join(statuses)}")
+        if not isinstance(self.instances, int) or self.instances < 0:
+            found.append("instances must be a whole number, 0 or more")
+        _, limits = control_plane_shape("MaxConcurrentInvocationsPerInstance")
+        count = self.max_concurrent_per_instance
+        if count is not None and not limits["min"] <= count <= limits["max"]:
+            found.append(
+                f"max_concurrent_per_instance must be {limits['min']}-{limits['max']}, not {count}"
+            )
         return found
 
     def to_json(self) -> dict[str, Any]:

@@ -93,3 +93,13 @@ def members() -> dict[str, Member]:
 
 def header_members() -> list[Member]:
     return [m for m in members().values() if m.location == "header"]
+
+
+@functools.cache
+def control_plane_shape(name: str) -> tuple[list[str], dict[str, int]]:
+    """A shape of the ``sagemaker`` (control plane) model: its enum values and its limits."""
+    import botocore.session
+
+    shape = botocore.session.get_session().get_service_model("sagemaker").shape_for(name)
+    limits = {k: v for k, v in shape.metadata.items() if k in ("min", "max")}
+    return list(getattr(shape, "enum", []) or []), limits

@@ -23,6 +23,7 @@ from urllib.parse import unquote
 
 from bulkinvoke.emulator.admin import PREFIX as ADMIN_PREFIX
 from bulkinvoke.emulator.admin import handle_admin
+from bulkinvoke.emulator.control import is_control_plane
 from bulkinvoke.emulator.service import AsyncInferenceService
 from bulkinvoke.emulator.wire import (
     FAILURE_LOCATION_HEADER,
@@ -115,11 +116,13 @@ class _Connection(socketserver.StreamRequestHandler):
         if path.startswith(ADMIN_PREFIX):
             status, data = handle_admin(self.server.service, method, path, body)
             return status, [], json.dumps(data).encode()
+        raw_path, _, raw_query = target.partition("?")
+        if is_control_plane(method, path, headers):
+            return self.server.service.control(headers, body, raw_path, raw_query)
         match = _INVOCATION_PATH.fullmatch(path)
         if match is None or method != "POST":
             return _UNKNOWN_OPERATION.response()
         try:
-            raw_path, _, raw_query = target.partition("?")
             accepted = self.server.service.invoke(
                 unquote(match.group(1)), headers, body, raw_path=raw_path, raw_query=raw_query
             )

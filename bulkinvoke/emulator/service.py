@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from bulkinvoke.emulator.clients import Clients
 from bulkinvoke.emulator.config import EmulatorConfig, EndpointSpec, split_s3_uri
+from bulkinvoke.emulator.control import control_error, handle_control
 from bulkinvoke.emulator.faults import Faults
 from bulkinvoke.emulator.handlers import load_handler
 from bulkinvoke.emulator.jobs import new_job, object_address
@@ -171,6 +172,16 @@ class AsyncInferenceService:
         except ServiceError as error:
             self._stats.count(_COUNTER_OF_ERROR[error.code], endpoint_name)
             raise
+
+    def control(
+        self, headers: Mapping[str, str], body: bytes, raw_path: str, raw_query: str
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Answer one control-plane call (DescribeEndpoint, DescribeEndpointConfig)."""
+        try:
+            self._verify_signature(headers, body, raw_path, raw_query)
+        except ServiceError as error:
+            return control_error(error)
+        return handle_control(self._endpoints, self._config, headers, body)
 
     def _verify_signature(
         self, headers: Mapping[str, str], body: bytes, raw_path: str, raw_query: str

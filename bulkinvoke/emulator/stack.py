@@ -99,6 +99,8 @@ class LocalStack:
         env = {
             "AWS_ENDPOINT_URL_S3": self.s3_url,
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.sagemaker_url,
+            # The control plane (DescribeEndpoint) is served at the same address.
+            "AWS_ENDPOINT_URL_SAGEMAKER": self.sagemaker_url,
         }
         if self.sns_url is not None:
             env["AWS_ENDPOINT_URL_SNS"] = self.sns_url

@@ -48,6 +48,30 @@ def _aws(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
 
 
+def test_aws_sagemaker_describe_endpoint_and_its_config(https_stack: LocalStack) -> None:
+    described = _aws(
+        https_stack,
+        "sagemaker", "describe-endpoint",
+        "--endpoint-url", https_stack.sagemaker_url,
+        "--endpoint-name", "clients",
+    )  # fmt: skip
+    assert described.returncode == 0, described.stderr
+    endpoint = json.loads(described.stdout)
+    assert endpoint["EndpointStatus"] == "InService"
+    assert endpoint["AsyncInferenceConfig"]["OutputConfig"] == {
+        "S3OutputPath": f"s3://{OUTPUT_BUCKET}/cli",
+        "S3FailurePath": f"s3://{OUTPUT_BUCKET}/err",
+    }
+    configured = _aws(
+        https_stack,
+        "sagemaker", "describe-endpoint-config",
+        "--endpoint-url", https_stack.sagemaker_url,
+        "--endpoint-config-name", endpoint["EndpointConfigName"],
+    )  # fmt: skip
+    assert configured.returncode == 0, configured.stderr
+    assert json.loads(configured.stdout)["ProductionVariants"][0]["InitialInstanceCount"] == 1
+
+
 def test_the_aws_cli_with_every_option_then_aws_s3_cp_of_the_output(
     https_stack: LocalStack, tmp_path: Path
 ) -> None:
