@@ -148,6 +148,7 @@ class Emulator:
             {
                 "AWS_ENDPOINT_URL_S3": self.s3_url,
                 "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.sagemaker_url,
+                "AWS_ENDPOINT_URL_SAGEMAKER": self.sagemaker_url,
             }
         )
 

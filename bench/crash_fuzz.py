@@ -200,6 +200,7 @@ class CrashFuzzer:
             **CREDENTIALS,
             "AWS_ENDPOINT_URL_S3": stack.s3_url,
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": stack.sagemaker_url,
+            "AWS_ENDPOINT_URL_SAGEMAKER": stack.sagemaker_url,
         }
         self.env.pop("AWS_SESSION_TOKEN", None)
         self.env.pop("AWS_PROFILE", None)

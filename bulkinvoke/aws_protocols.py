@@ -58,6 +58,14 @@ class S3Client(Protocol):
     def get_paginator(self, operation_name: str) -> Paginator: ...
 
 
+class SageMakerClient(Protocol):
+    """``sagemaker``, the control plane: what is read of the endpoint before a run."""
+
+    def describe_endpoint(self, **parameters: Any) -> Response: ...
+
+    def describe_endpoint_config(self, **parameters: Any) -> Response: ...
+
+
 class SqsClient(Protocol):
     def receive_message(self, **parameters: Any) -> Response: ...
 

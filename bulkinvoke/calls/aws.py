@@ -17,7 +17,7 @@ from bulkinvoke.errors import AwsConfigError
 from bulkinvoke.version import __version__
 
 if TYPE_CHECKING:
-    from bulkinvoke.aws_protocols import RuntimeClient, S3Client, SqsClient
+    from bulkinvoke.aws_protocols import RuntimeClient, S3Client, SageMakerClient, SqsClient
 
 DEFAULT_CALL_TIMEOUT = 60.0
 NO_VERIFY_WARNING = (
@@ -47,6 +47,8 @@ class AwsSettings:
     s3_endpoint_url: str | None = None
     # For the notification queue; AWS_ENDPOINT_URL_SQS works too.
     sqs_endpoint_url: str | None = None
+    # For the SageMaker API (DescribeEndpoint); AWS_ENDPOINT_URL_SAGEMAKER works too.
+    sagemaker_endpoint_url: str | None = None
     expected_bucket_owner: str | None = None
     # Seconds to wait for each InvokeEndpointAsync answer (None: 60) before the call counts as
     # a timeout and is retried with the same inference ID.
@@ -70,6 +72,7 @@ class AwsSettings:
             "endpoint_url": self.endpoint_url,
             "s3_endpoint_url": self.s3_endpoint_url,
             "sqs_endpoint_url": self.sqs_endpoint_url,
+            "sagemaker_endpoint_url": self.sagemaker_endpoint_url,
             "expected_bucket_owner": self.expected_bucket_owner,
             "call_timeout": self.call_timeout,
             "transport": self.transport.value if self.transport else None,
@@ -115,6 +118,7 @@ class Clients:
     # A DirectRuntimeClient, or the botocore client itself (Transport.BOTOCORE, a proxy, ...).
     sagemaker_runtime: RuntimeClient
     s3: S3Client
+    sagemaker: SageMakerClient  # the control plane
     region: str
     session: Any  # a boto3 Session
     sqs_endpoint_url: str | None = None
@@ -158,6 +162,7 @@ def check_settings(settings: AwsSettings) -> None:
         ("--endpoint-url", settings.endpoint_url),
         ("--s3-endpoint-url", settings.s3_endpoint_url),
         ("the SQS endpoint URL", settings.sqs_endpoint_url),
+        ("--sagemaker-endpoint-url", settings.sagemaker_endpoint_url),
     ):
         if url is None:
             continue
@@ -229,6 +234,14 @@ def make_clients(settings: AwsSettings, *, max_connections: int = 10) -> Clients
         tcp_keepalive=True,
         **loopback,
     )
+    # Read once before a run: a few quick tries, and an unreachable API is not worth a long wait.
+    control_config = Config(
+        user_agent_extra=USER_AGENT_EXTRA,
+        retries={"total_max_attempts": 3, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=10,
+        **loopback,
+    )
     verify = settings.verification()
     if verify is False:
         import urllib3
@@ -243,6 +256,11 @@ def make_clients(settings: AwsSettings, *, max_connections: int = 10) -> Clients
     return Clients(
         sagemaker_runtime=runtime,
         s3=LazyClient(lambda: _client(session, "s3", settings.s3_endpoint_url, s3_config, verify)),
+        sagemaker=LazyClient(
+            lambda: _client(
+                session, "sagemaker", settings.sagemaker_endpoint_url, control_config, verify
+            )
+        ),
         region=region,
         session=session,
         sqs_endpoint_url=settings.sqs_endpoint_url,

@@ -14,7 +14,14 @@ from rich.table import Table
 from rich.text import Text
 
 from bulkinvoke.cli.errors import wide_when_piped
-from bulkinvoke.reports.formatting import attempts_line, number, other_line, share, timings_line
+from bulkinvoke.reports.formatting import (
+    attempts_line,
+    duration,
+    number,
+    other_line,
+    share,
+    timings_line,
+)
 from bulkinvoke.states import State
 
 if TYPE_CHECKING:
@@ -135,6 +142,10 @@ def render_dry_run(console: Console, plan: DryRun, as_json: bool) -> None:
         "invalid": plan.invalid,
         "estimated_seconds": plan.estimated_s,
         "first_ids": [{"input_location": loc, "inference_id": i} for loc, i in plan.first_ids],
+        "endpoint": plan.endpoint.to_config() if plan.endpoint else None,
+        "processing_seconds": plan.processing.processing_s if plan.processing else None,
+        "processing_seconds_at_most": plan.processing.at_most if plan.processing else None,
+        "estimated_cost": plan.processing.cost if plan.processing else None,
     }
     if as_json:
         console.print_json(json.dumps(summary))
@@ -150,3 +161,37 @@ def render_dry_run(console: Console, plan: DryRun, as_json: bool) -> None:
         console.print("no --rate given: the time depends on the endpoint's speed")
     else:
         console.print(f"at the given rate, sending takes about {plan.estimated_s:.0f} s")
+    _render_endpoint(console, plan)
+
+
+def _render_endpoint(console: Console, plan: DryRun) -> None:
+    endpoint = plan.endpoint
+    if endpoint is None:
+        console.print("the endpoint was not described (see above, or --no-check-endpoint)")
+        return
+    if endpoint.instances is None:
+        size = "serverless"
+    else:
+        size = f"{endpoint.instances} x {endpoint.instance_type or 'instances'}"
+    per_instance = endpoint.max_concurrent_per_instance
+    concurrency = (
+        f", {per_instance} concurrent invocations each"
+        if per_instance
+        else ", concurrency per instance chosen by SageMaker (not reported)"
+    )
+    console.print(
+        f"endpoint {endpoint.name}: {endpoint.status}, {size}{concurrency}",
+        highlight=False,
+    )
+    failures = f", failures to {endpoint.failure_path}" if endpoint.failure_path else ""
+    console.print(f"  outputs to {endpoint.output_path}{failures}", highlight=False)
+    estimate = plan.processing
+    if estimate is None:
+        console.print("  --seconds-per-item gives an estimate of the endpoint's time")
+        return
+    bound = "at most " if estimate.at_most else "about "
+    cost = f", costing {bound}{estimate.cost:,.2f}" if estimate.cost is not None else ""
+    console.print(
+        f"  the endpoint takes {bound}{duration(estimate.processing_s)} over the items to "
+        f"send{cost}"
+    )

@@ -68,7 +68,36 @@ def submit(
     ] = None,
     max_in_flight: Annotated[
         int | None,
-        typer.Option(min=1, help="Most items accepted by the endpoint but not yet finished."),
+        typer.Option(
+            min=1,
+            help="Most items accepted by the endpoint but not yet finished. Default: none, or "
+            "with --seconds-per-item and an endpoint that reports its concurrency, half of what "
+            "it can start within the request TTL.",
+        ),
+    ] = None,
+    check_endpoint: Annotated[
+        bool,
+        typer.Option(
+            help="Describe the endpoint (DescribeEndpoint) before sending, and refuse one that "
+            "does not exist, is not InService or is not asynchronous (exit 4). Kept for "
+            "resume and retry.",
+        ),
+    ] = True,
+    seconds_per_item: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="How long the model takes over one item: the default --max-in-flight, and the "
+            "dry run's time (and with --price-per-instance-hour, cost) estimate.",
+        ),
+    ] = None,
+    price_per_instance_hour: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="With --dry-run and --seconds-per-item: the price of one of the endpoint's "
+            "instances per hour, for a cost estimate (no price table is built in).",
+        ),
     ] = None,
     content_type: Annotated[str | None, typer.Option(help="ContentType of the inputs.")] = None,
     accept: Annotated[str | None, typer.Option(help="Accept: the output type wanted.")] = None,
@@ -192,6 +221,8 @@ def submit(
         concurrency=concurrency,
         max_in_flight=max_in_flight,
         max_failures=max_failures,
+        check_endpoint=check_endpoint,
+        seconds_per_item=seconds_per_item,
         expire_after=expire_after,
         aws=AwsSettings(
             region=region,
@@ -227,8 +258,18 @@ def submit(
             )
             options = replace(options, aws=settings)
         if dry_run:
+            from bulkinvoke.cli.progress import WarningsOnly
+            from bulkinvoke.events import Subscribers
+
             plan = runner.dry_run(
-                manifest, options, run_dir=run_dir, skip_invalid=skip_invalid, shard=chosen_shard
+                manifest,
+                options,
+                run_dir=run_dir,
+                skip_invalid=skip_invalid,
+                shard=chosen_shard,
+                price_per_instance_hour=price_per_instance_hour,
+                # The endpoint's facts are in the plan shown; only warnings go to stderr.
+                subscribers=Subscribers([WarningsOnly()]),
             )
             render_dry_run(out, plan, as_json)
             return

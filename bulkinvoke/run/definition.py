@@ -51,6 +51,11 @@ class RunOptions:
     max_failures: str | None = None
     expire_after: float | None = None
     aws: AwsSettings = field(default_factory=AwsSettings)
+    # Describe the endpoint before sending, and refuse one that cannot take the calls.
+    check_endpoint: bool = True
+    # How long the model takes over one item: with the endpoint's concurrency, the default
+    # --max-in-flight and the dry run's estimates (run/endpoint.py).
+    seconds_per_item: float | None = None
 
     def to_config(self) -> dict[str, Any]:
         config = asdict(self)
@@ -118,6 +123,9 @@ def check_options(options: RunOptions) -> None:
     if options.rate is not None and not (math.isfinite(options.rate) and options.rate > 0):
         raise RunError(f"--rate must be a positive number of calls per second, not {options.rate}")
     parse_max_failures(options.max_failures, 0)
+    seconds = options.seconds_per_item
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+        raise RunError(f"--seconds-per-item must be a positive number, not {seconds}")
 
 
 def read_run_manifest(

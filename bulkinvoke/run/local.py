@@ -49,6 +49,7 @@ def local_endpoint(
             region="us-east-1",
             endpoint_url=stack.sagemaker_url,
             s3_endpoint_url=stack.s3_url,
+            sagemaker_endpoint_url=stack.sagemaker_url,
             # The credentials the emulator hands out, and checks every call's signature with.
             static_credentials=next(iter(stack.config.credentials.items())),
             expected_bucket_owner=expected_bucket_owner,

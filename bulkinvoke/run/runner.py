@@ -15,6 +15,7 @@ from typing import Any
 
 from bulkinvoke.aws_protocols import S3Client
 from bulkinvoke.calls.aws import AwsSettings, make_clients
+from bulkinvoke.calls.endpoint import EndpointDescription
 from bulkinvoke.errors import InvalidManifest, RunError
 from bulkinvoke.events import NoticeLevel, Subscribers
 from bulkinvoke.ledger.files import CONFIG_NAME, read_config
@@ -30,6 +31,7 @@ from bulkinvoke.run.definition import (
     read_run_manifest,
 )
 from bulkinvoke.run.doubt import InDoubt
+from bulkinvoke.run.endpoint import Estimate, estimate, look_at_endpoint
 from bulkinvoke.run.in_doubt import look_for_late_results
 from bulkinvoke.run.outcome import Outcome, RunResult
 from bulkinvoke.run.session import (
@@ -75,6 +77,10 @@ class DryRun:
     estimated_s: float | None
     duplicates: int
     invalid: int
+    # None when the endpoint was not checked (--no-check-endpoint, or it could not be).
+    endpoint: EndpointDescription | None = None
+    # The endpoint's time over the items to send, and its instances' cost (run/endpoint.py).
+    processing: Estimate | None = None
 
 
 def submit(
@@ -235,12 +241,17 @@ def dry_run(
     skip_invalid: bool = False,
     s3_client: S3Client | None = None,
     shard: Shard | None = None,
+    price_per_instance_hour: float | None = None,
+    subscribers: Subscribers | None = None,
 ) -> DryRun:
-    """What ``submit`` would do, sending nothing and writing nothing."""
+    """What ``submit`` would do, sending nothing and writing nothing; the endpoint is described
+    (and refused) as ``submit`` would before its first call."""
     check_options(options)
     run_dir = run_dir or default_run_dir(manifest_source, options.endpoint, shard)
+    clients = make_clients(options.aws)
     if s3_client is None and manifest_source.startswith("s3://"):
-        s3_client = make_clients(options.aws).s3
+        s3_client = clients.s3
+    described = look_at_endpoint(clients, options, subscribers or Subscribers())
     manifest = read_run_manifest(
         manifest_source, s3_client, options, skip_invalid=skip_invalid, shard=shard
     )
@@ -256,14 +267,16 @@ def dry_run(
     total = manifest.table.num_rows
     to_send = max(total - done, 0)
     first = [(call.input_location, call.inference_id) for call in factory.first_calls(5)]
-    estimate = to_send / options.rate if options.rate else None
+    sending_s = to_send / options.rate if options.rate else None
     return DryRun(
         run_dir,
         total,
         done,
         to_send,
         first,
-        estimate,
+        sending_s,
         len(manifest.duplicates),
         len(manifest.problems),
+        described,
+        estimate(to_send, described, options.seconds_per_item, price_per_instance_hour),
     )

@@ -33,6 +33,7 @@ from bulkinvoke.run.definition import (
     record_rejections,
 )
 from bulkinvoke.run.doubt import InDoubt
+from bulkinvoke.run.endpoint import in_flight_budget, look_at_endpoint
 from bulkinvoke.run.engine import Engine, EngineSettings
 from bulkinvoke.run.in_doubt import look_for_late_results, settle_in_doubt
 from bulkinvoke.run.outcome import EngineResult, Outcome, RunResult
@@ -135,6 +136,7 @@ def run_session(
 ) -> RunResult:
     options = session.options
     clients = session.clients
+    described = look_at_endpoint(clients, options, session.subscribers) if send else None
     factory = CallFactory(ledger.plan(), options)
     collector = make_collector(session)
     state: RunState = load_run_state(ledger, factory)
@@ -177,7 +179,7 @@ def run_session(
             EngineSettings(
                 concurrency=options.most_calls_in_progress,
                 sized_for_rate=options.slots_sized_for_rate,
-                max_in_flight=options.max_in_flight,
+                max_in_flight=in_flight_budget(options, described),
                 wait=wait,
                 deadline=session.started + session.timeout if session.timeout is not None else None,
                 max_failures=parse_max_failures(options.max_failures, state.total),

@@ -56,6 +56,7 @@ def cli_env(stack: LocalStack) -> dict[str, str]:
     env.update(FAKE_CREDENTIALS)
     env["AWS_ENDPOINT_URL_S3"] = stack.s3_url
     env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = stack.sagemaker_url
+    env["AWS_ENDPOINT_URL_SAGEMAKER"] = stack.sagemaker_url  # DescribeEndpoint
     return env
 
 

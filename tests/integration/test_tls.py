@@ -44,7 +44,9 @@ def _env(stack: LocalStack, **more: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env.update(FAKE_CREDENTIALS)
     env.update(
-        AWS_ENDPOINT_URL_S3=stack.s3_url, AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=stack.sagemaker_url
+        AWS_ENDPOINT_URL_S3=stack.s3_url,
+        AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=stack.sagemaker_url,
+        AWS_ENDPOINT_URL_SAGEMAKER=stack.sagemaker_url,
     )
     env.update(more)
     return env

@@ -93,6 +93,8 @@ def cli_env(
     env.update(FAKE_CREDENTIALS)
     env["AWS_ENDPOINT_URL_S3"] = s3_url or stack.s3_url
     env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = sagemaker_url or stack.sagemaker_url
+    # DescribeEndpoint goes to the emulator itself, past any fault proxy of the runtime's.
+    env["AWS_ENDPOINT_URL_SAGEMAKER"] = stack.sagemaker_url
     env.update(extra or {})
     return env
 

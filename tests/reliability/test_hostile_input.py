@@ -78,6 +78,7 @@ def target() -> Iterator[Target]:
         env: dict[str, str | None] = {
             **FAKE_CREDENTIALS,
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": proxy.url,
+            "AWS_ENDPOINT_URL_SAGEMAKER": proxy.url,
             "AWS_ENDPOINT_URL_S3": proxy.url,
             "AWS_PROFILE": None,
             "AWS_SESSION_TOKEN": None,

@@ -1,0 +1,93 @@
+"""The endpoint looked at before a session sends (``--check-endpoint``, the default), and what
+the run takes from it: the default ``--max-in-flight``, the dry run's time and cost estimates."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bulkinvoke.calls.aws import Clients
+from bulkinvoke.calls.endpoint import (
+    EndpointDescription,
+    EndpointNotDescribed,
+    EndpointRefused,
+    describe_endpoint,
+)
+from bulkinvoke.events import NoticeLevel, Subscribers
+from bulkinvoke.run.definition import RunOptions
+from bulkinvoke.run.work import DEFAULT_REQUEST_TTL_SECONDS
+
+# The share of what the endpoint could start within the request TTL that may be queued: the
+# rest is margin for a slower model or fewer instances than described.
+TTL_SHARE = 0.5
+
+
+def look_at_endpoint(
+    clients: Clients, options: RunOptions, subscribers: Subscribers
+) -> EndpointDescription | None:
+    """The endpoint as described, None if it was not checked; raises EndpointRefused for one
+    that cannot take the run's calls."""
+    if not options.check_endpoint:
+        return None
+    try:
+        description = describe_endpoint(clients.sagemaker, options.endpoint)
+    except EndpointNotDescribed as reason:
+        subscribers.notice(
+            NoticeLevel.WARNING,
+            f"endpoint {options.endpoint} was not checked before sending ({reason}); "
+            "--no-check-endpoint skips the check",
+        )
+        return None
+    refusal = description.refusal()
+    if refusal is not None:
+        raise EndpointRefused(refusal)
+    if description.instances == 0:
+        subscribers.notice(
+            NoticeLevel.INFO,
+            f"endpoint {options.endpoint} has 0 instances: it scales up once requests are queued "
+            "(often some minutes), and results come after that",
+        )
+    return description
+
+
+def in_flight_budget(options: RunOptions, description: EndpointDescription | None) -> int | None:
+    """``--max-in-flight``, else what the endpoint can start within the request TTL (half of it:
+    ``TTL_SHARE``) when its concurrency and ``--seconds-per-item`` are known: queued beyond that,
+    items would expire before a worker took them. None: no cap."""
+    if options.max_in_flight is not None:
+        return options.max_in_flight
+    concurrent = description.concurrent_invocations if description else None
+    if not concurrent or options.seconds_per_item is None:
+        return None
+    ttl = options.request.request_ttl_seconds or DEFAULT_REQUEST_TTL_SECONDS
+    return max(concurrent, math.floor(concurrent * ttl * TTL_SHARE / options.seconds_per_item))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """How long the endpoint will take over ``items`` and what its instances cost meanwhile."""
+
+    processing_s: float
+    # True when the endpoint's concurrency per instance is unknown and taken as 1.
+    at_most: bool
+    cost: float | None
+
+
+def estimate(
+    items: int,
+    description: EndpointDescription | None,
+    seconds_per_item: float | None,
+    price_per_instance_hour: float | None,
+) -> Estimate | None:
+    """From ``--seconds-per-item`` and the instances described; None without them."""
+    if seconds_per_item is None or description is None or not description.instances:
+        return None
+    per_instance = description.max_concurrent_per_instance
+    concurrent = description.instances * (per_instance or 1)
+    processing = items * seconds_per_item / concurrent
+    cost = (
+        description.instances * processing / 3600 * price_per_instance_hour
+        if price_per_instance_hour is not None
+        else None
+    )
+    return Estimate(processing, per_instance is None, cost)
