@@ -19,7 +19,7 @@ from bulkinvoke.calls.endpoint import (
 )
 from bulkinvoke.request_options import RequestOptions
 from bulkinvoke.run.definition import RunOptions
-from bulkinvoke.run.endpoint import TTL_SHARE, estimate, in_flight_budget
+from bulkinvoke.run.endpoint import TTL_SHARE, estimate, in_flight_budget, output_directory
 
 NOW = datetime(2026, 12, 5, tzinfo=UTC)
 ASYNC = {"OutputConfig": {"S3OutputPath": "s3://out/p"}, "ClientConfig": {}}
@@ -130,3 +130,11 @@ def test_estimates() -> None:
     unknown = estimate(100, _described(max_concurrent_per_instance=None), 2.0, None)
     assert unknown is not None and unknown.processing_s == 100.0 and unknown.at_most
     assert unknown.cost is None
+
+
+def test_the_output_directory_is_the_output_path_and_the_extension() -> None:
+    described = _described(output_path="s3://out/prefix/")
+    assert output_directory(described, None) == "s3://out/prefix/"
+    assert output_directory(described, "/run-1/part/") == "s3://out/prefix/run-1/part/"
+    assert output_directory(_described(output_path="s3://out"), "x") == "s3://out/x/"
+    assert output_directory(None, "x") is None

@@ -63,6 +63,15 @@ def in_flight_budget(options: RunOptions, description: EndpointDescription | Non
     return max(concurrent, math.floor(concurrent * ttl * TTL_SHARE / options.seconds_per_item))
 
 
+def output_directory(description: EndpointDescription | None, extension: str | None) -> str | None:
+    """Where the run's outputs land: the endpoint's S3OutputPath with ``--output-path-extension``
+    appended (``s3://bucket/prefix/``), known before any call is answered."""
+    if description is None or description.output_path is None:
+        return None
+    parts = [description.output_path.rstrip("/"), *([extension.strip("/")] if extension else [])]
+    return "/".join(parts) + "/"
+
+
 @dataclass(frozen=True)
 class Estimate:
     """How long the endpoint will take over ``items`` and what its instances cost meanwhile."""

@@ -33,7 +33,7 @@ from bulkinvoke.run.definition import (
     record_rejections,
 )
 from bulkinvoke.run.doubt import InDoubt
-from bulkinvoke.run.endpoint import in_flight_budget, look_at_endpoint
+from bulkinvoke.run.endpoint import in_flight_budget, look_at_endpoint, output_directory
 from bulkinvoke.run.engine import Engine, EngineSettings
 from bulkinvoke.run.in_doubt import look_for_late_results, settle_in_doubt
 from bulkinvoke.run.outcome import EngineResult, Outcome, RunResult
@@ -140,6 +140,11 @@ def run_session(
     factory = CallFactory(ledger.plan(), options)
     collector = make_collector(session)
     state: RunState = load_run_state(ledger, factory)
+    # Described, the endpoint says where outputs land: in-doubt items can be looked for at
+    # once, rather than after a first call's answer shows it.
+    state.output_directory = state.output_directory or output_directory(
+        described, options.output_path_extension
+    )
     record_rejections(ledger, state.unrecorded_rejections)
     if state.expired and not send:  # collect: asked what has come (not every session pays)
         look_for_late_results(ledger, state, collector, session.subscribers)
