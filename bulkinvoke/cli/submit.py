@@ -75,6 +75,21 @@ def submit(
             "it can start within the request TTL.",
         ),
     ] = None,
+    stage: Annotated[
+        str | None,
+        typer.Option(
+            help="MANIFEST is a table of records (JSON Lines or Parquet): put each record's "
+            "payload in S3 under this s3://bucket/prefix/ at <sha256>.<ext> (nothing uploaded "
+            "twice, identical payloads one object) and send those. See --payload-column.",
+        ),
+    ] = None,
+    payload_column: Annotated[
+        str | None,
+        typer.Option(
+            help="With --stage: the column (Parquet) or key (JSON Lines) holding each payload; "
+            "the other columns come back in the export. JSON Lines without it: each line whole.",
+        ),
+    ] = None,
     check_endpoint: Annotated[
         bool,
         typer.Option(
@@ -223,6 +238,8 @@ def submit(
         max_failures=max_failures,
         check_endpoint=check_endpoint,
         seconds_per_item=seconds_per_item,
+        stage=stage,
+        payload_column=payload_column,
         expire_after=expire_after,
         aws=AwsSettings(
             region=region,
@@ -254,6 +271,7 @@ def submit(
                     endpoint,
                     inputs_dir=local_inputs,
                     expected_bucket_owner=expected_bucket_owner,
+                    stage=stage,
                 )
             )
             options = replace(options, aws=settings)

@@ -23,6 +23,8 @@ CONFIG_NAME = "run.json"
 PLAN_NAME = "plan.parquet"
 # Manifest rows that repeat an earlier row's input: (row, first_row); absent if there are none.
 DUPLICATES_NAME = "duplicates.parquet"
+# With --stage: the records' other columns, by manifest row (``row`` first).
+RECORDS_NAME = "records.parquet"
 EVENTS_DIR = "events"
 LOCK_NAME = "lock"
 

@@ -81,7 +81,7 @@ def decode(data: bytes, source: str) -> str:
 def read_file(source: str) -> tuple[RawRows, str]:
     """A manifest file's rows, read in the format its extension names (else its content shows),
     and the fingerprint of its bytes."""
-    data = _read_bytes(source)
+    data = read_bytes(source)
     digest = fingerprint(data)
     kind = EXTENSIONS.get(PurePath(source).suffix.lower())
     if kind == "parquet" or (kind is None and data.startswith(_PARQUET_MAGIC)):
@@ -92,7 +92,7 @@ def read_file(source: str) -> tuple[RawRows, str]:
     return _read_text_format(text, source, kind), digest
 
 
-def _read_bytes(source: str) -> bytes:
+def read_bytes(source: str) -> bytes:
     try:
         return Path(source).read_bytes()
     except FileNotFoundError:

@@ -105,6 +105,9 @@ class Manifest:
     table: pa.Table
     problems: list[ManifestProblem]
     duplicates: list[Duplicate]
+    # With --stage: the records' columns other than the payload, one row per manifest row in
+    # order (kept as records.parquet beside the plan, and joined by the export).
+    record_columns: pa.Table | None = None
 
     @property
     def row_count(self) -> int:
@@ -131,7 +134,7 @@ def read_manifest(
         raw, digest = read_file(name)
     if not raw.locations:
         raise ManifestError(f"{name}: has no data rows")
-    return _validate(raw, name, digest)
+    return validate(raw, name, digest)
 
 
 def problems_table(problems: list[ManifestProblem]) -> pa.Table:
@@ -150,7 +153,7 @@ def problems_table(problems: list[ManifestProblem]) -> pa.Table:
     )
 
 
-def _validate(raw: RawRows, source: str, digest: str) -> Manifest:
+def validate(raw: RawRows, source: str, digest: str) -> Manifest:
     # Row index -> why the row is refused: every reason, joined, so one problem tells them all.
     reasons = dict(raw.broken)
     locations = raw.locations

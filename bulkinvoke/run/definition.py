@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from bulkinvoke.aws_protocols import S3Client
 from bulkinvoke.calls.aws import AwsSettings
 from bulkinvoke.errors import InvalidManifest, RunError
+from bulkinvoke.events import Subscribers
 from bulkinvoke.ledger.identity import REQUEST_DEFINING_OPTIONS
 from bulkinvoke.ledger.schema import Event
 from bulkinvoke.ledger.store import Ledger
@@ -26,6 +27,7 @@ from bulkinvoke.request_options import (
     check_output_path_extension,
 )
 from bulkinvoke.run.slots import DEFAULT_CONCURRENCY, SIZED_MAXIMUM
+from bulkinvoke.run.staging import keep_record_columns, records_manifest, upload_payloads
 from bulkinvoke.scale.shards import Shard, select_shard
 from bulkinvoke.states import State
 
@@ -56,6 +58,10 @@ class RunOptions:
     # How long the model takes over one item: with the endpoint's concurrency, the default
     # --max-in-flight and the dry run's estimates (run/endpoint.py).
     seconds_per_item: float | None = None
+    # --stage: the manifest is a table of records whose payloads are put under this S3 prefix
+    # (run/staging.py); --payload-column names the payload's column or key.
+    stage: str | None = None
+    payload_column: str | None = None
 
     def to_config(self) -> dict[str, Any]:
         config = asdict(self)
@@ -123,6 +129,8 @@ def check_options(options: RunOptions) -> None:
     if options.rate is not None and not (math.isfinite(options.rate) and options.rate > 0):
         raise RunError(f"--rate must be a positive number of calls per second, not {options.rate}")
     parse_max_failures(options.max_failures, 0)
+    if options.payload_column is not None and options.stage is None:
+        raise RunError("--payload-column names a records' column: it needs --stage s3://...")
     seconds = options.seconds_per_item
     if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
         raise RunError(f"--seconds-per-item must be a positive number, not {seconds}")
@@ -135,16 +143,37 @@ def read_run_manifest(
     *,
     skip_invalid: bool,
     shard: Shard | None,
+    subscribers: Subscribers | None = None,
+    upload: bool = True,
 ) -> Manifest:
     """The manifest a run of ``options`` sends (only ``shard``'s rows, if given); refused with
-    ``InvalidManifest`` if it has bad rows, unless ``skip_invalid``."""
-    manifest = read_manifest(
-        source, s3_client=s3_client, expected_bucket_owner=options.aws.expected_bucket_owner
+    ``InvalidManifest`` if it has bad rows, unless ``skip_invalid``. With ``options.stage``,
+    ``source`` holds records, whose payloads (the shard's) are then staged (``upload=False``:
+    counted only)."""
+    stage = options.stage
+    staged = records_manifest(source, stage, options.payload_column) if stage else None
+    manifest = (
+        staged.manifest
+        if staged
+        else read_manifest(
+            source, s3_client=s3_client, expected_bucket_owner=options.aws.expected_bucket_owner
+        )
     )
     if manifest.problems and not skip_invalid:
         raise InvalidManifest(manifest)
     if shard is not None:
         manifest = select_shard(manifest, shard, options.id_namespace, options.endpoint)
+    if stage is not None and staged is not None and s3_client is not None:
+        upload_payloads(
+            staged,
+            manifest,
+            stage,
+            s3_client,
+            subscribers or Subscribers(),
+            concurrency=options.most_calls_in_progress,
+            expected_bucket_owner=options.aws.expected_bucket_owner,
+            upload=upload,
+        )
     return manifest
 
 
@@ -168,6 +197,7 @@ def open_or_create(
             if mirror is not None:
                 ledger.config["mirror"] = mirror.to_config()
             ledger.save_config(ledger.config)
+            keep_record_columns(run_dir, manifest)  # a crash may have come before it
         except BaseException:
             ledger.close()
             raise
@@ -200,6 +230,7 @@ def open_or_create(
     )
     ledger = Ledger.create(run_dir, config, plan, duplicates)
     try:
+        keep_record_columns(run_dir, manifest)
         rejections = [(p.row, p.reason) for p in manifest.problems if p.row is not None]
         record_rejections(ledger, rejections)
     except BaseException:

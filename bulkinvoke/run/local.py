@@ -35,6 +35,7 @@ def local_endpoint(
     *,
     inputs_dir: Path | None = None,
     expected_bucket_owner: str | None = None,
+    stage: str | None = None,
 ) -> Iterator[AwsSettings]:
     from bulkinvoke.emulator import EndpointSpec, start_local_stack
     from bulkinvoke.manifest.loader import read_manifest
@@ -55,6 +56,12 @@ def local_endpoint(
             expected_bucket_owner=expected_bucket_owner,
         )
         s3 = make_clients(settings).s3
+        if stage is not None:
+            # The manifest holds records: their payloads are staged by the run, into the
+            # emulator's S3, where only the stage's bucket has to be made.
+            _ensure_bucket(s3, parse_s3_uri(stage.rstrip("/") + "/").bucket)
+            yield settings
+            return
         locations = read_manifest(
             manifest, s3_client=s3, expected_bucket_owner=expected_bucket_owner
         ).table.column("input_location")

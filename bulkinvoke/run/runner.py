@@ -112,10 +112,15 @@ def submit(
     if Ledger.exists(run_dir):
         check_shard(read_config(run_dir / CONFIG_NAME), shard)
     clients = make_clients(options.aws, max_connections=options.most_calls_in_progress + 4)
-    manifest = read_run_manifest(
-        manifest_source, clients.s3, options, skip_invalid=skip_invalid, shard=shard
-    )
     subscribers = subscribers or Subscribers()
+    manifest = read_run_manifest(
+        manifest_source,
+        clients.s3,
+        options,
+        skip_invalid=skip_invalid,
+        shard=shard,
+        subscribers=subscribers,
+    )
     mirror = mirror.for_shard(shard) if mirror else saved_settings(run_dir)
     owner_args = bucket_owner_args(options.aws.expected_bucket_owner)
 
@@ -249,11 +254,18 @@ def dry_run(
     check_options(options)
     run_dir = run_dir or default_run_dir(manifest_source, options.endpoint, shard)
     clients = make_clients(options.aws)
-    if s3_client is None and manifest_source.startswith("s3://"):
+    if s3_client is None and (manifest_source.startswith("s3://") or options.stage):
         s3_client = clients.s3
-    described = look_at_endpoint(clients, options, subscribers or Subscribers())
+    subscribers = subscribers or Subscribers()
+    described = look_at_endpoint(clients, options, subscribers)
     manifest = read_run_manifest(
-        manifest_source, s3_client, options, skip_invalid=skip_invalid, shard=shard
+        manifest_source,
+        s3_client,
+        options,
+        skip_invalid=skip_invalid,
+        shard=shard,
+        subscribers=subscribers,
+        upload=False,
     )
     factory = CallFactory(manifest.table, options)
     done = 0
