@@ -29,6 +29,7 @@ BENCHMARKS = {
     "crash": "bench_crash",
     "latency": "bench_latency",
     "short": "bench_short",
+    "stage": "bench_stage",
     "rate": "bench_rate",
     "adapt": "bench_adapt",
     "collect": "bench_collect",
