@@ -149,6 +149,8 @@ class Emulator:
                 "AWS_ENDPOINT_URL_S3": self.s3_url,
                 "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.sagemaker_url,
                 "AWS_ENDPOINT_URL_SAGEMAKER": self.sagemaker_url,
+                # moto serves CloudWatch (the endpoint metrics) beside S3.
+                "AWS_ENDPOINT_URL_CLOUDWATCH": self.s3_url,
             }
         )
 

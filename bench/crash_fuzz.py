@@ -201,6 +201,7 @@ class CrashFuzzer:
             "AWS_ENDPOINT_URL_S3": stack.s3_url,
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": stack.sagemaker_url,
             "AWS_ENDPOINT_URL_SAGEMAKER": stack.sagemaker_url,
+            "AWS_ENDPOINT_URL_CLOUDWATCH": stack.s3_url,
         }
         self.env.pop("AWS_SESSION_TOKEN", None)
         self.env.pop("AWS_PROFILE", None)

@@ -14,6 +14,31 @@ from bulkinvoke.states import State
 
 
 @dataclass(frozen=True)
+class EndpointLoad:
+    """The endpoint's own view of its queue: its CloudWatch metrics (namespace AWS/SageMaker),
+    as last read. A figure is None until the endpoint has published it."""
+
+    backlog: float | None = None  # ApproximateBacklogSize
+    backlog_per_instance: float | None = None  # ApproximateBacklogSizePerInstance
+    without_capacity: bool | None = None  # HasBacklogWithoutCapacity
+    # ModelLatency (the endpoint's average time per request in the model), in seconds.
+    model_latency_s: float | None = None
+    # Described with no instance, and no figure since has shown one taking requests.
+    at_zero: bool = False
+
+    @property
+    def scaling_up(self) -> bool:
+        """Requests wait (or are about to) and no instance takes them: the endpoint is scaling
+        up from zero, which looks like a stuck run unless said."""
+        return bool(self.without_capacity) or (self.at_zero and not self.shows_capacity)
+
+    @property
+    def shows_capacity(self) -> bool:
+        """A backlog, and an instance working it off."""
+        return self.without_capacity is False and bool(self.backlog)
+
+
+@dataclass(frozen=True)
 class Progress:
     total: int
     counts: dict[State, int]
@@ -25,6 +50,7 @@ class Progress:
     retries: int
     elapsed_s: float
     eta_s: float | None = None
+    endpoint: EndpointLoad | None = None
 
     def count(self, *states: State) -> int:
         return sum(self.counts.get(state, 0) for state in states)

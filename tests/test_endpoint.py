@@ -130,6 +130,11 @@ def test_estimates() -> None:
     unknown = estimate(100, _described(max_concurrent_per_instance=None), 2.0, None)
     assert unknown is not None and unknown.processing_s == 100.0 and unknown.at_most
     assert unknown.cost is None
+    # Without --seconds-per-item, the endpoint's measured ModelLatency; given wins over it.
+    measured = estimate(100, _described(), None, None, 4.0)
+    assert measured is not None and measured.measured and measured.processing_s == 50.0
+    given = estimate(100, _described(), 2.0, None, 4.0)
+    assert given is not None and not given.measured and given.seconds_per_item == 2.0
 
 
 def test_the_output_directory_is_the_output_path_and_the_extension() -> None:

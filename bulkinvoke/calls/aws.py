@@ -17,7 +17,13 @@ from bulkinvoke.errors import AwsConfigError
 from bulkinvoke.version import __version__
 
 if TYPE_CHECKING:
-    from bulkinvoke.aws_protocols import RuntimeClient, S3Client, SageMakerClient, SqsClient
+    from bulkinvoke.aws_protocols import (
+        CloudWatchClient,
+        RuntimeClient,
+        S3Client,
+        SageMakerClient,
+        SqsClient,
+    )
 
 DEFAULT_CALL_TIMEOUT = 60.0
 NO_VERIFY_WARNING = (
@@ -49,6 +55,8 @@ class AwsSettings:
     sqs_endpoint_url: str | None = None
     # For the SageMaker API (DescribeEndpoint); AWS_ENDPOINT_URL_SAGEMAKER works too.
     sagemaker_endpoint_url: str | None = None
+    # For the endpoint's metrics (GetMetricData); AWS_ENDPOINT_URL_CLOUDWATCH works too.
+    cloudwatch_endpoint_url: str | None = None
     expected_bucket_owner: str | None = None
     # Seconds to wait for each InvokeEndpointAsync answer (None: 60) before the call counts as
     # a timeout and is retried with the same inference ID.
@@ -73,6 +81,7 @@ class AwsSettings:
             "s3_endpoint_url": self.s3_endpoint_url,
             "sqs_endpoint_url": self.sqs_endpoint_url,
             "sagemaker_endpoint_url": self.sagemaker_endpoint_url,
+            "cloudwatch_endpoint_url": self.cloudwatch_endpoint_url,
             "expected_bucket_owner": self.expected_bucket_owner,
             "call_timeout": self.call_timeout,
             "transport": self.transport.value if self.transport else None,
@@ -119,6 +128,7 @@ class Clients:
     sagemaker_runtime: RuntimeClient
     s3: S3Client
     sagemaker: SageMakerClient  # the control plane
+    cloudwatch: CloudWatchClient  # the endpoint's metrics
     region: str
     session: Any  # a boto3 Session
     sqs_endpoint_url: str | None = None
@@ -162,7 +172,8 @@ def check_settings(settings: AwsSettings) -> None:
         ("--endpoint-url", settings.endpoint_url),
         ("--s3-endpoint-url", settings.s3_endpoint_url),
         ("the SQS endpoint URL", settings.sqs_endpoint_url),
-        ("--sagemaker-endpoint-url", settings.sagemaker_endpoint_url),
+        ("the SageMaker API URL", settings.sagemaker_endpoint_url),
+        ("the CloudWatch endpoint URL", settings.cloudwatch_endpoint_url),
     ):
         if url is None:
             continue
@@ -234,7 +245,8 @@ def make_clients(settings: AwsSettings, *, max_connections: int = 10) -> Clients
         tcp_keepalive=True,
         **loopback,
     )
-    # Read once before a run: a few quick tries, and an unreachable API is not worth a long wait.
+    # Read before a run (and the metrics once a minute): a few quick tries, and an unreachable
+    # API is not worth a long wait.
     control_config = Config(
         user_agent_extra=USER_AGENT_EXTRA,
         retries={"total_max_attempts": 3, "mode": "standard"},
@@ -259,6 +271,11 @@ def make_clients(settings: AwsSettings, *, max_connections: int = 10) -> Clients
         sagemaker=LazyClient(
             lambda: _client(
                 session, "sagemaker", settings.sagemaker_endpoint_url, control_config, verify
+            )
+        ),
+        cloudwatch=LazyClient(
+            lambda: _client(
+                session, "cloudwatch", settings.cloudwatch_endpoint_url, control_config, verify
             )
         ),
         region=region,

@@ -1,7 +1,6 @@
 """What the endpoint says about itself, read before the first call: ``DescribeEndpoint`` (status,
 instances, AsyncInferenceConfig) and ``DescribeEndpointConfig`` (instance type), with the run's
-credentials through the SageMaker API (``AWS_ENDPOINT_URL_SAGEMAKER`` or
-``--sagemaker-endpoint-url`` to point it elsewhere).
+credentials through the SageMaker API (``AWS_ENDPOINT_URL_SAGEMAKER`` points it elsewhere).
 
 An endpoint that does not exist, is not ``InService`` or has no AsyncInferenceConfig is refused
 before anything is sent (:class:`EndpointRefused`, exit 4). Credentials that may invoke but not

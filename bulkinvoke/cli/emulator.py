@@ -38,13 +38,14 @@ _ENDPOINT_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "instance_type": ("instance_type", str),
     "max_concurrency": ("max_concurrent_per_instance", int),
     "async": ("asynchronous", _yes_or_no),
+    "scale_up": ("scale_up_seconds", float),
 }
 
 
 def parse_endpoint(text: str, default_handler: str | None = None) -> EndpointSpec:
     """``NAME=s3://bucket/out[,failure=s3://...][,success_topic=ARN][,error_topic=ARN]
     [,handler=module:function][,status=S][,instances=N][,instance_type=T][,max_concurrency=N]
-    [,async=false]`` as an EndpointSpec."""
+    [,async=false][,scale_up=SECONDS]`` as an EndpointSpec."""
     # Imported here, as in emulator_command: the emulator package imports boto3, which every
     # other command (and `bulkinvoke --help`) would pay for at start-up.
     from bulkinvoke.emulator import EndpointSpec
@@ -126,8 +127,9 @@ def emulator_command(
                 "An endpoint to serve, repeatable: NAME=s3://bucket/out[,failure=s3://bucket/fail]"
                 "[,success_topic=ARN][,error_topic=ARN][,handler=module:function]; what "
                 "DescribeEndpoint reports: [,status=InService][,instances=1]"
-                "[,instance_type=ml.m5.xlarge][,max_concurrency=N][,async=false]. "
-                f"Default: {DEFAULT_ENDPOINT}."
+                "[,instance_type=ml.m5.xlarge][,max_concurrency=N][,async=false]; with "
+                "instances=0, [,scale_up=SECONDS] holds calls until the first instance comes "
+                f"that long after the first call. Default: {DEFAULT_ENDPOINT}."
             ),
         ),
     ] = None,
@@ -216,6 +218,15 @@ def emulator_command(
             "(default: a new temporary directory)."
         ),
     ] = None,
+    metrics_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds between two publications of each endpoint's CloudWatch metrics "
+            "(ApproximateBacklogSize[PerInstance], HasBacklogWithoutCapacity, ModelLatency) "
+            "to moto's CloudWatch; 0: never.",
+        ),
+    ] = 60.0,
     credentials: Annotated[
         list[str] | None,
         typer.Option(
@@ -248,6 +259,7 @@ def emulator_command(
             region=region,
             credentials=_credentials(credentials or ["local:local"]),
             time_scale=time_scale,
+            metrics_seconds=metrics_seconds,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

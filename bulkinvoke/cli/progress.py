@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
@@ -38,6 +38,24 @@ def _sent(progress: Progress) -> int:
     return progress.count(State.SUBMITTED, State.SUCCEEDED, State.FAILED, State.EXPIRED)
 
 
+def endpoint_load(progress: Progress) -> str | None:
+    """The endpoint's own view of its queue (its CloudWatch metrics), when there is one."""
+    load = progress.endpoint
+    if load is None:
+        return None
+    queued = f", {load.backlog:.0f} queued" if load.backlog is not None else ""
+    if load.scaling_up:
+        return f"endpoint scaling up from 0 instances{queued}"
+    if load.backlog is None:
+        return None
+    per_instance = (
+        f" ({load.backlog_per_instance:.1f} per instance)"
+        if load.backlog_per_instance is not None
+        else ""
+    )
+    return f"endpoint backlog {load.backlog:.0f}{per_instance}"
+
+
 def describe(progress: Progress) -> str:
     done = progress.count(State.SUCCEEDED)
     failed = progress.count(State.FAILED, State.EXPIRED)
@@ -50,6 +68,7 @@ def describe(progress: Progress) -> str:
         f"{progress.calls_in_progress} calls in progress, {_rate(progress)} "
         f"(limit {_limit(progress)}), {progress.throttles} throttled, "
         f"{progress.retries} retried, ETA {_eta(progress)}"
+        + (f", {load}" if (load := endpoint_load(progress)) else "")
     )
 
 
@@ -89,7 +108,8 @@ class LiveProgress:
             f"{_rate(progress)} (limit {_limit(progress)}, {progress.throttles} throttled)",
             _eta(progress),
         )
-        self._live.update(table)
+        load = endpoint_load(progress)
+        self._live.update(Group(table, f"[cyan]{escape(load)}[/]") if load else table)
 
     def on_notice(self, notice: Notice) -> None:
         self._console.print(f"[{_STYLES[notice.level]}]{escape(notice.message)}[/]")

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from bulkinvoke.calls.metrics import LATENCY_WINDOW
 from bulkinvoke.cli.errors import wide_when_piped
 from bulkinvoke.reports.formatting import (
     attempts_line,
@@ -146,6 +147,8 @@ def render_dry_run(console: Console, plan: DryRun, as_json: bool) -> None:
         "processing_seconds": plan.processing.processing_s if plan.processing else None,
         "processing_seconds_at_most": plan.processing.at_most if plan.processing else None,
         "estimated_cost": plan.processing.cost if plan.processing else None,
+        "seconds_per_item": plan.processing.seconds_per_item if plan.processing else None,
+        "seconds_per_item_measured": plan.processing.measured if plan.processing else None,
     }
     if as_json:
         console.print_json(json.dumps(summary))
@@ -187,11 +190,16 @@ def _render_endpoint(console: Console, plan: DryRun) -> None:
     console.print(f"  outputs to {endpoint.output_path}{failures}", highlight=False)
     estimate = plan.processing
     if estimate is None:
-        console.print("  --seconds-per-item gives an estimate of the endpoint's time")
+        console.print(
+            "  no ModelLatency in the endpoint's metrics: --seconds-per-item gives an estimate "
+            "of the endpoint's time"
+        )
         return
     bound = "at most " if estimate.at_most else "about "
     cost = f", costing {bound}{estimate.cost:,.2f}" if estimate.cost is not None else ""
+    hours = LATENCY_WINDOW.total_seconds() / 3600
+    source = f"its ModelLatency over the last {hours:g} h" if estimate.measured else "as given"
     console.print(
         f"  the endpoint takes {bound}{duration(estimate.processing_s)} over the items to "
-        f"send{cost}"
+        f"send{cost} (at {estimate.seconds_per_item:g} s per item, {source})"
     )

@@ -106,6 +106,15 @@ def submit(
             "dry run's time (and with --price-per-instance-hour, cost) estimate.",
         ),
     ] = None,
+    endpoint_metrics_every: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds between two reads of the endpoint's CloudWatch backlog "
+            "(ApproximateBacklogSizePerInstance, HasBacklogWithoutCapacity), shown with the "
+            "progress; 0: never read. Needs --check-endpoint.",
+        ),
+    ] = 60.0,
     price_per_instance_hour: Annotated[
         float | None,
         typer.Option(
@@ -238,6 +247,7 @@ def submit(
         max_failures=max_failures,
         check_endpoint=check_endpoint,
         seconds_per_item=seconds_per_item,
+        endpoint_metrics_seconds=endpoint_metrics_every,
         stage=stage,
         payload_column=payload_column,
         expire_after=expire_after,

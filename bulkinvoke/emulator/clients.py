@@ -1,4 +1,4 @@
-"""boto3 clients for the emulator's own S3 and SNS calls, one set per thread.
+"""boto3 clients for the emulator's own S3, SNS and CloudWatch calls, one set per thread.
 
 Each thread gets its own session and clients on first use (sessions are not thread-safe, and a
 worker that keeps its client keeps its HTTP connections). The servers are on loopback: fixed
@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from bulkinvoke.aws_protocols import S3Client, SnsClient
+from bulkinvoke.aws_protocols import CloudWatchClient, S3Client, SnsClient
 
 _CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 5},
@@ -33,6 +33,7 @@ class Clients:
         self, s3_url: str, sns_url: str | None, region: str, verify: str | bool | None = None
     ) -> None:
         self.s3_url = s3_url
+        # moto's URL: SNS, SQS and CloudWatch (None: no topics, no metrics).
         self.sns_url = sns_url
         self.region = region
         # The CA bundle of an HTTPS moto (None: botocore's default).
@@ -66,4 +67,10 @@ class Clients:
         if self.sns_url is None:
             raise RuntimeError("no SNS server is configured")
         client: SnsClient = self._client("sns", self.sns_url, region)
+        return client
+
+    def cloudwatch(self) -> CloudWatchClient:
+        if self.sns_url is None:
+            raise RuntimeError("no CloudWatch server is configured")
+        client: CloudWatchClient = self._client("cloudwatch", self.sns_url, self.region)
         return client

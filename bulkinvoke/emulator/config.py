@@ -107,6 +107,9 @@ class EmulatorConfig:
     # The access keys the endpoint knows, with their secrets: it checks every call's SigV4
     # signature with them (emulator/sigv4.py). The first is the one it hands out.
     credentials: dict[str, str] = field(default_factory=lambda: dict([LOCAL_CREDENTIALS]))
+    # Seconds between two publications of each endpoint's CloudWatch metrics (the backlog and
+    # ModelLatency, emulator/metrics.py) to moto; SageMaker publishes once a minute. 0: never.
+    metrics_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if isinstance(self.latency, str):
@@ -136,6 +139,8 @@ class EmulatorConfig:
             found.append("account must be 12 digits")
         if not self.time_scale > 0:
             found.append("time_scale must be positive")
+        if not self.metrics_seconds >= 0:
+            found.append("metrics_seconds must be 0 or more")
         if not self.credentials or not all(self.credentials.values()):
             found.append("credentials must name at least one access key, each with a secret")
         return found
@@ -165,8 +170,10 @@ class EndpointSpec:
     summary handler. ``status``, ``instances``, ``instance_type``,
     ``max_concurrent_per_instance`` and ``asynchronous`` are what DescribeEndpoint and
     DescribeEndpointConfig report (``control.py``); they do not change how calls are processed
-    (``EmulatorConfig.workers`` does). ``asynchronous=False`` describes a real-time endpoint:
-    no AsyncInferenceConfig.
+    (``EmulatorConfig.workers`` does), except for a scale from zero: with ``instances=0`` and
+    ``scale_up_seconds``, accepted calls wait until the endpoint has its first instance, which
+    it gets that long after the first call (as autoscaling on HasBacklogWithoutCapacity does).
+    ``asynchronous=False`` describes a real-time endpoint: no AsyncInferenceConfig.
     """
 
     name: str
@@ -180,6 +187,7 @@ class EndpointSpec:
     instance_type: str = "ml.m5.xlarge"
     max_concurrent_per_instance: int | None = None
     asynchronous: bool = True
+    scale_up_seconds: float | None = None
 
     def problems(self) -> list[str]:
         found = self._description_problems()
@@ -212,6 +220,8 @@ class EndpointSpec:
             found.append(f"status {self.status!r} is not one of {', '.join(statuses)}")
         if not isinstance(self.instances, int) or self.instances < 0:
             found.append("instances must be a whole number, 0 or more")
+        if self.scale_up_seconds is not None and not self.scale_up_seconds >= 0:
+            found.append("scale_up_seconds must be 0 or more")
         _, limits = control_plane_shape("MaxConcurrentInvocationsPerInstance")
         count = self.max_concurrent_per_instance
         if count is not None and not limits["min"] <= count <= limits["max"]:

@@ -21,7 +21,7 @@ from bulkinvoke.emulator.wire import ServiceError
 
 TARGET_PREFIX = "SageMaker."
 CONTENT_TYPE = "application/x-amz-json-1.1"
-_VARIANT = "AllTraffic"
+VARIANT = "AllTraffic"
 # The service's time is not the emulator's concern: every endpoint was made when it started.
 _CREATED = time.time()
 
@@ -68,7 +68,7 @@ def _describe_endpoint(
         "EndpointConfigName": spec.name,
         "ProductionVariants": [
             {
-                "VariantName": _VARIANT,
+                "VariantName": VARIANT,
                 "CurrentWeight": 1.0,
                 "DesiredWeight": 1.0,
                 "CurrentInstanceCount": spec.instances,
@@ -96,7 +96,7 @@ def _describe_endpoint_config(
         "EndpointConfigArn": _arn(config, "endpoint-config", spec.name),
         "ProductionVariants": [
             {
-                "VariantName": _VARIANT,
+                "VariantName": VARIANT,
                 "ModelName": spec.name,
                 "InitialInstanceCount": spec.instances,
                 "InstanceType": spec.instance_type,

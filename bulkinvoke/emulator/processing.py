@@ -9,7 +9,7 @@ from collections.abc import Callable
 from botocore.exceptions import ClientError
 
 from bulkinvoke.emulator.clients import Clients
-from bulkinvoke.emulator.config import EmulatorConfig
+from bulkinvoke.emulator.config import EmulatorConfig, EndpointSpec
 from bulkinvoke.emulator.faults import Faults
 from bulkinvoke.emulator.handlers import load_handler
 from bulkinvoke.emulator.jobs import Job, object_address
@@ -18,6 +18,8 @@ from bulkinvoke.emulator.stats import Stats
 from bulkinvoke.errors import error_code
 
 DEFAULT_OUTPUT_CONTENT_TYPE = "application/octet-stream"
+# How often a job waiting for its endpoint's first instance looks again.
+_SCALE_UP_POLL_SECONDS = 0.05
 
 
 class _Abandoned(Exception):
@@ -47,8 +49,10 @@ class Processor:
         stats: Stats,
         notifier: Notifier,
         stopping: threading.Event,
+        endpoint: Callable[[str], EndpointSpec | None],
     ) -> None:
         self._config = config
+        self._endpoint = endpoint
         self._clients = clients
         self._faults = faults
         self._stats = stats
@@ -75,8 +79,14 @@ class Processor:
             )
             self._notifier.publish(job.endpoint.success_topic, message)
 
+    def _waits_for_instance(self, job: Job) -> bool:
+        spec = self._endpoint(job.request.endpoint_name)
+        return spec is not None and spec.instances == 0 and spec.scale_up_seconds is not None
+
     def _run(self, job: Job, config: EmulatorConfig) -> tuple[bytes, str]:
         request = job.request
+        while self._waits_for_instance(job):
+            self._sleep(_SCALE_UP_POLL_SECONDS)
         started = time.monotonic()
         waited = started - job.received_clock
         if waited > request.request_ttl_seconds * config.time_scale:
@@ -92,6 +102,8 @@ class Processor:
             f"({_scaled(request.invocation_timeout_seconds, config)}).",
             expired=True,
         )
+        # ModelLatency: the model's own time, without the input's download.
+        model_started = time.monotonic()
         latency = self._faults.latency(config.latency)
         if latency > timeout:
             self._sleep(timeout)
@@ -103,8 +115,10 @@ class Processor:
             result = load_handler(job.endpoint.handler)(body, job.handler_request())
         except Exception as exc:
             raise _JobFailed(f"ModelError: {type(exc).__name__}: {exc}") from exc
-        if time.monotonic() - started > timeout:
+        finished = time.monotonic()
+        if finished - started > timeout:
             raise timed_out
+        self._stats.model_time(request.endpoint_name, finished - model_started)
         payload, content_type = (
             result
             if isinstance(result, tuple)

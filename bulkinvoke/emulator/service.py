@@ -11,7 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -22,6 +22,7 @@ from bulkinvoke.emulator.control import control_error, handle_control
 from bulkinvoke.emulator.faults import Faults
 from bulkinvoke.emulator.handlers import load_handler
 from bulkinvoke.emulator.jobs import new_job, object_address
+from bulkinvoke.emulator.metrics import MetricsPublisher
 from bulkinvoke.emulator.notifications import Notifier
 from bulkinvoke.emulator.processing import Processor
 from bulkinvoke.emulator.sigv4 import SignatureError, verify
@@ -75,6 +76,8 @@ class AsyncInferenceService:
         self._accepted_ids: Counter[str] = Counter()
         self._accepted_ids_lock = threading.Lock()
         self._faults = Faults(config)
+        # Endpoints with no instance whose first is on its way (EndpointSpec.scale_up_seconds).
+        self._scaling_up: set[str] = set()
         stopping = threading.Event()
         processor = Processor(
             config=lambda: self._config,
@@ -83,8 +86,15 @@ class AsyncInferenceService:
             stats=self._stats,
             notifier=Notifier(clients, self._stats),
             stopping=stopping,
+            # A lambda: the dict is replaced, never mutated.
+            endpoint=lambda name: self._endpoints.get(name),
         )
         self._pool = WorkerPool(processor.process, config.workers, self._stats, stopping)
+        self._metrics = MetricsPublisher(
+            lambda: self._config, self.endpoints, clients, self._stats, stopping
+        )
+        if clients.sns_url is not None:
+            self._metrics.start()
 
     @property
     def config(self) -> EmulatorConfig:
@@ -215,10 +225,36 @@ class AsyncInferenceService:
             self._check_input_exists(request)
         job = new_job(request, endpoint, time.time(), time.monotonic())
         self._pool.submit(job)
+        if endpoint.instances == 0 and endpoint.scale_up_seconds is not None:
+            self._scale_up(endpoint)
         self._stats.count("accepted", endpoint_name)
         with self._accepted_ids_lock:
             self._accepted_ids[job.inference_id] += 1
         return Accepted(job.inference_id, job.output_location, job.failure_location)
+
+    def _scale_up(self, endpoint: EndpointSpec) -> None:
+        """Give ``endpoint`` its first instance ``scale_up_seconds`` from now, unless that is
+        already on its way."""
+        with self._changes_lock:
+            if endpoint.name in self._scaling_up:
+                return
+            self._scaling_up.add(endpoint.name)
+        timer = threading.Timer(
+            endpoint.scale_up_seconds or 0.0, self._scaled_up, args=(endpoint.name,)
+        )
+        timer.daemon = True
+        timer.start()
+
+    def _scaled_up(self, name: str) -> None:
+        with self._changes_lock:
+            self._scaling_up.discard(name)
+            spec = self._endpoints.get(name)
+            if spec is not None and spec.instances == 0:
+                self._endpoints = {**self._endpoints, name: replace(spec, instances=1)}
+
+    def publish_metrics(self) -> None:
+        """Publish every endpoint's CloudWatch metrics now, as well as every metrics_seconds."""
+        self._metrics.publish()
 
     def _check_input_exists(self, request: InvocationRequest) -> None:
         location = request.input_location

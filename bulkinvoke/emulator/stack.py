@@ -24,9 +24,9 @@ _READY_TIMEOUT = 10.0
 class LocalStack:
     """A running emulator; a context manager that stops it on exit.
 
-    ``sns_url`` and ``sqs_url`` are moto's URL (the same as ``s3_url``) when moto was started
-    here; with an external ``s3_url``, they are the ``sns_url`` given to ``start_local_stack``,
-    or None.
+    ``sns_url``, ``sqs_url`` and ``cloudwatch_url`` are moto's URL (the same as ``s3_url``)
+    when moto was started here; with an external ``s3_url``, they are the ``sns_url`` given to
+    ``start_local_stack``, or None.
     """
 
     def __init__(
@@ -49,6 +49,8 @@ class LocalStack:
         self.sagemaker_url = server.url
         self.sns_url = sns_url
         self.sqs_url = sns_url
+        # Where the endpoints' metrics are published (emulator/metrics.py).
+        self.cloudwatch_url = sns_url
         # With HTTPS: the CA bundle that signed both servers' certificates.
         self.tls = tls
         self._stopped = False
@@ -90,6 +92,11 @@ class LocalStack:
         """Delete an endpoint while running: later calls to it fail with "not found"."""
         self._service.remove_endpoint(name)
 
+    def publish_metrics(self) -> None:
+        """Publish every endpoint's CloudWatch metrics now (they also go every
+        ``EmulatorConfig.metrics_seconds``)."""
+        self._service.publish_metrics()
+
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until every accepted call has its output or failure; False on timeout."""
         return self._service.wait_idle(timeout)
@@ -105,6 +112,7 @@ class LocalStack:
         if self.sns_url is not None:
             env["AWS_ENDPOINT_URL_SNS"] = self.sns_url
             env["AWS_ENDPOINT_URL_SQS"] = self.sns_url
+            env["AWS_ENDPOINT_URL_CLOUDWATCH"] = self.sns_url
         key, secret = next(iter(self.config.credentials.items()))
         if self.tls is not None:
             env["AWS_CA_BUNDLE"] = str(self.tls.ca_bundle)

@@ -39,6 +39,8 @@ class Stats:
         self._lock = threading.Lock()
         self._totals = dict.fromkeys(COUNTERS, 0)
         self._endpoints: dict[str, dict[str, int]] = {}
+        # Per endpoint: (seconds, invocations) in the model since the metrics last took them.
+        self._model_time: dict[str, tuple[float, int]] = {}
 
     def add_endpoint(self, name: str) -> None:
         with self._lock:
@@ -51,6 +53,18 @@ class Stats:
             per_endpoint = self._endpoints.get(endpoint) if endpoint is not None else None
             if per_endpoint is not None and name in per_endpoint:
                 per_endpoint[name] += 1
+
+    def model_time(self, endpoint: str, seconds: float) -> None:
+        """One invocation spent ``seconds`` in the model (its ModelLatency)."""
+        with self._lock:
+            total, count = self._model_time.get(endpoint, (0.0, 0))
+            self._model_time[endpoint] = (total + seconds, count + 1)
+
+    def take_model_times(self) -> dict[str, tuple[float, int]]:
+        """(seconds, invocations) per endpoint since the last call."""
+        with self._lock:
+            taken, self._model_time = self._model_time, {}
+        return taken
 
     def snapshot(self, **gauges: int) -> dict[str, Any]:
         with self._lock:

@@ -58,6 +58,9 @@ class RunOptions:
     # How long the model takes over one item: with the endpoint's concurrency, the default
     # --max-in-flight and the dry run's estimates (run/endpoint.py).
     seconds_per_item: float | None = None
+    # Seconds between two reads of the endpoint's CloudWatch backlog while a session sends
+    # (run/endpoint_load.py); 0: never read. Needs check_endpoint.
+    endpoint_metrics_seconds: float = 60.0
     # --stage: the manifest is a table of records whose payloads are put under this S3 prefix
     # (run/staging.py); --payload-column names the payload's column or key.
     stage: str | None = None
@@ -134,6 +137,9 @@ def check_options(options: RunOptions) -> None:
     seconds = options.seconds_per_item
     if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
         raise RunError(f"--seconds-per-item must be a positive number, not {seconds}")
+    every = options.endpoint_metrics_seconds
+    if not (math.isfinite(every) and every >= 0):
+        raise RunError(f"--endpoint-metrics-every must be 0 or more seconds, not {every}")
 
 
 def read_run_manifest(

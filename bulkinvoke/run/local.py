@@ -51,6 +51,7 @@ def local_endpoint(
             endpoint_url=stack.sagemaker_url,
             s3_endpoint_url=stack.s3_url,
             sagemaker_endpoint_url=stack.sagemaker_url,
+            cloudwatch_endpoint_url=stack.cloudwatch_url,
             # The credentials the emulator hands out, and checks every call's signature with.
             static_credentials=next(iter(stack.config.credentials.items())),
             expected_bucket_owner=expected_bucket_owner,

@@ -31,7 +31,12 @@ from bulkinvoke.run.definition import (
     read_run_manifest,
 )
 from bulkinvoke.run.doubt import InDoubt
-from bulkinvoke.run.endpoint import Estimate, estimate, look_at_endpoint
+from bulkinvoke.run.endpoint import (
+    Estimate,
+    estimate,
+    look_at_endpoint,
+    measured_seconds_per_item,
+)
 from bulkinvoke.run.in_doubt import look_for_late_results
 from bulkinvoke.run.outcome import Outcome, RunResult
 from bulkinvoke.run.session import (
@@ -290,5 +295,11 @@ def dry_run(
         len(manifest.duplicates),
         len(manifest.problems),
         described,
-        estimate(to_send, described, options.seconds_per_item, price_per_instance_hour),
+        estimate(
+            to_send,
+            described,
+            options.seconds_per_item,
+            price_per_instance_hour,
+            measured_seconds_per_item(clients, options, described, subscribers),
+        ),
     )

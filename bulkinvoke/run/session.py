@@ -34,6 +34,7 @@ from bulkinvoke.run.definition import (
 )
 from bulkinvoke.run.doubt import InDoubt
 from bulkinvoke.run.endpoint import in_flight_budget, look_at_endpoint, output_directory
+from bulkinvoke.run.endpoint_load import watch_load
 from bulkinvoke.run.engine import Engine, EngineSettings
 from bulkinvoke.run.in_doubt import look_for_late_results, settle_in_doubt
 from bulkinvoke.run.outcome import EngineResult, Outcome, RunResult
@@ -137,6 +138,9 @@ def run_session(
     options = session.options
     clients = session.clients
     described = look_at_endpoint(clients, options, session.subscribers) if send else None
+    load = watch_load(clients, options, described, session.subscribers)
+    if load is not None:
+        session = replace(session, subscribers=load.subscribers)
     factory = CallFactory(ledger.plan(), options)
     collector = make_collector(session)
     state: RunState = load_run_state(ledger, factory)
@@ -228,7 +232,10 @@ def run_session(
             return session_result(ledger, session, state, stopped, duplicates)
     engine = make_engine(state, wait=session.wait, work=state.work if send else [])
     mirror = session.mirror
-    with mirror.running(on_lost=engine.request_stop) if mirror else nullcontext():
+    with (
+        mirror.running(on_lost=engine.request_stop) if mirror else nullcontext(),
+        load.running() if load else nullcontext(),
+    ):
         result = engine.run()
     return session_result(ledger, session, state, result, duplicates, sent_first)
 

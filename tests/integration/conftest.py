@@ -57,6 +57,7 @@ def cli_env(stack: LocalStack) -> dict[str, str]:
     env["AWS_ENDPOINT_URL_S3"] = stack.s3_url
     env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = stack.sagemaker_url
     env["AWS_ENDPOINT_URL_SAGEMAKER"] = stack.sagemaker_url  # DescribeEndpoint
+    env["AWS_ENDPOINT_URL_CLOUDWATCH"] = stack.s3_url  # moto: the endpoint metrics
     return env
 
 

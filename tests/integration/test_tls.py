@@ -47,6 +47,7 @@ def _env(stack: LocalStack, **more: str) -> dict[str, str]:
         AWS_ENDPOINT_URL_S3=stack.s3_url,
         AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=stack.sagemaker_url,
         AWS_ENDPOINT_URL_SAGEMAKER=stack.sagemaker_url,
+        AWS_ENDPOINT_URL_CLOUDWATCH=stack.s3_url,
     )
     env.update(more)
     return env

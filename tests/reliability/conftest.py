@@ -95,6 +95,7 @@ def cli_env(
     env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = sagemaker_url or stack.sagemaker_url
     # DescribeEndpoint goes to the emulator itself, past any fault proxy of the runtime's.
     env["AWS_ENDPOINT_URL_SAGEMAKER"] = stack.sagemaker_url
+    env["AWS_ENDPOINT_URL_CLOUDWATCH"] = stack.s3_url  # moto: the endpoint metrics
     env.update(extra or {})
     return env
 

@@ -79,6 +79,7 @@ def target() -> Iterator[Target]:
             **FAKE_CREDENTIALS,
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": proxy.url,
             "AWS_ENDPOINT_URL_SAGEMAKER": proxy.url,
+            "AWS_ENDPOINT_URL_CLOUDWATCH": proxy.url,
             "AWS_ENDPOINT_URL_S3": proxy.url,
             "AWS_PROFILE": None,
             "AWS_SESSION_TOKEN": None,
