@@ -25,11 +25,16 @@ class EndpointLoad:
     model_latency_s: float | None = None
     # Described with no instance, and no figure since has shown one taking requests.
     at_zero: bool = False
+    # Results came back in this session: an instance is at work, whatever a figure (a minute's
+    # maximum, a minute or two old) still says.
+    results_came: bool = False
 
     @property
     def scaling_up(self) -> bool:
         """Requests wait (or are about to) and no instance takes them: the endpoint is scaling
         up from zero, which looks like a stuck run unless said."""
+        if self.results_came:
+            return False
         return bool(self.without_capacity) or (self.at_zero and not self.shows_capacity)
 
     @property

@@ -39,3 +39,11 @@ def test_top_level_help_lists_exit_codes() -> None:
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
     assert "130" in result.output and "Exit codes" in result.output
+
+
+def test_a_price_without_a_dry_run_is_refused_rather_than_ignored() -> None:
+    result = CliRunner().invoke(
+        app, ["submit", "m.csv", "--endpoint", "e", "--price-per-instance-hour", "2"]
+    )
+    assert result.exit_code == 2
+    assert "it prices the estimate of --dry-run" in result.output

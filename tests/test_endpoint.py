@@ -82,6 +82,7 @@ def test_instances_are_counted_over_every_variant() -> None:
     answer = {"ProductionVariants": variants, "AsyncInferenceConfig": ASYNC}
     described = describe_endpoint(_client_answering(answer), "ep")
     assert described.instances == 5 and described.output_path == "s3://out/p"
+    assert described.variants == ("a", "b")  # ModelLatency is read per variant
 
 
 def test_a_missing_endpoint_is_refused_and_a_forbidden_one_unchecked() -> None:
@@ -96,6 +97,10 @@ def test_a_missing_endpoint_is_refused_and_a_forbidden_one_unchecked() -> None:
     [
         ({}, None),
         ({"status": "Creating"}, "is Creating, not InService"),
+        ({"status": "OutOfService"}, "is OutOfService, not InService"),
+        # An update (autoscaling's, too) or a rollback leaves the endpoint taking calls.
+        ({"status": "Updating"}, None),
+        ({"status": "SystemUpdating"}, None),
         ({"status": "Failed", "failure_reason": "bad image"}, "is Failed (bad image)"),
         ({"asynchronous": False}, "no AsyncInferenceConfig"),
         ({"instances": 0}, None),  # scaled to zero: it scales up when requests are queued

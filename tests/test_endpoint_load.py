@@ -22,6 +22,7 @@ from bulkinvoke.calls.metrics import (
 from bulkinvoke.cli.progress import describe, endpoint_load
 from bulkinvoke.events import EndpointLoad, Notice, NoticeLevel, Progress, Subscribers
 from bulkinvoke.run.endpoint_load import LoadWatch
+from bulkinvoke.states import State
 
 NOW = datetime(2026, 12, 5, 3, 0, tzinfo=UTC)
 
@@ -74,7 +75,7 @@ def test_the_queries_name_the_metrics_sagemaker_publishes() -> None:
     )
     stubber.add_response("get_metric_data", {"MetricDataResults": []})
     with stubber:
-        read_endpoint_load(client, "ep", now=NOW, with_latency=True)
+        read_endpoint_load(client, "ep", now=NOW, latency_of=("AllTraffic",))
     metrics = {query["MetricStat"]["Metric"]["MetricName"]: query["MetricStat"] for query in seen}
     assert set(metrics) == {
         "ApproximateBacklogSize",
@@ -95,12 +96,13 @@ def test_stale_backlog_is_no_figure_and_latency_is_in_seconds() -> None:
         "MetricDataResults": [
             _result("backlog", (BACKLOG_WINDOW + timedelta(minutes=1), 9.0)),
             _result("without_capacity", (timedelta(minutes=1), 1.0)),
-            _result("model_latency", (timedelta(hours=2), 250_000.0)),
+            _result("model_latency_0", (timedelta(hours=2), 200_000.0)),
+            _result("model_latency_1", (timedelta(hours=1), 300_000.0)),
         ]
     }
     stubber.add_response("get_metric_data", answer)
     with stubber:
-        load = read_endpoint_load(client, "ep", now=NOW, with_latency=True)
+        load = read_endpoint_load(client, "ep", now=NOW, latency_of=("blue", "green"))
     assert load.backlog is None and load.without_capacity is True
     assert load.model_latency_s == pytest.approx(0.25)
     assert load.scaling_up
@@ -192,6 +194,23 @@ def test_an_endpoint_described_with_no_instance_is_at_zero_until_one_is_seen_at_
         watch.read_once()
         scaling.append(watch.latest().scaling_up)
     assert scaling == [True, False, False]
+    assert [n.message for n in heard.notices] == ["endpoint ep has an instance taking requests"]
+
+
+def test_results_show_an_instance_at_work_whatever_a_minute_old_figure_says() -> None:
+    heard = _Heard()
+    stale = EndpointLoad(backlog=4.0, without_capacity=True)
+    watch = LoadWatch("ep", lambda: stale, 60.0, Subscribers([heard]), 0)
+    watch.read_once()
+    done_before = Progress(10, {State.SUCCEEDED: 3}, 0, 0, None, None, 0, 0, 1.0)
+    watch.subscribers.progress(done_before)  # results of an earlier session prove nothing
+    assert heard.progress[-1].endpoint is not None and heard.progress[-1].endpoint.scaling_up
+    one_more = Progress(10, {State.SUCCEEDED: 4}, 0, 0, None, None, 0, 0, 2.0)
+    watch.subscribers.progress(one_more)
+    assert heard.progress[-1].endpoint is not None
+    assert not heard.progress[-1].endpoint.scaling_up
+    watch.read_once()  # the figure has not caught up, the results have
+    assert not watch.latest().scaling_up
     assert [n.message for n in heard.notices] == ["endpoint ep has an instance taking requests"]
 
 

@@ -148,6 +148,11 @@ class Clients:
         return client
 
 
+# A boto3 Session is not safe for making clients from several threads at once (its credential
+# and loader caches fill lazily), and lazy clients are made on whichever thread first needs one.
+_CLIENT_CREATION = threading.Lock()
+
+
 def _client(
     session: Any,
     service: str,
@@ -158,7 +163,8 @@ def _client(
     import botocore.exceptions
 
     try:
-        return session.client(service, endpoint_url=endpoint_url, config=config, verify=verify)
+        with _CLIENT_CREATION:
+            return session.client(service, endpoint_url=endpoint_url, config=config, verify=verify)
     except (ValueError, botocore.exceptions.BotoCoreError) as error:
         # "Invalid endpoint: notaurl", a region that is no region name, ...
         raise AwsConfigError(f"cannot make a {service} client: {error}") from error

@@ -18,6 +18,11 @@ from bulkinvoke.aws_protocols import SageMakerClient
 from bulkinvoke.errors import StoppedError, error_code
 
 IN_SERVICE = "InService"
+# Statuses in which an endpoint still takes calls: an update (autoscaling's too, as when it
+# scales up from zero), a system update or a rollback keeps the endpoint serving.
+SERVING_STATUSES = frozenset(
+    {IN_SERVICE, "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed"}
+)
 
 
 class EndpointRefused(StoppedError):
@@ -44,6 +49,8 @@ class EndpointDescription:
     # service's own choice, which it does not report).
     max_concurrent_per_instance: int | None = None
     failure_reason: str | None = None
+    # The production variants' names (ModelLatency is published per variant).
+    variants: tuple[str, ...] = ()
 
     @property
     def concurrent_invocations(self) -> int | None:
@@ -54,7 +61,7 @@ class EndpointDescription:
 
     def refusal(self) -> str | None:
         """Why a run must not send to this endpoint, or None."""
-        if self.status != IN_SERVICE:
+        if self.status not in SERVING_STATUSES:
             reason = f" ({self.failure_reason})" if self.failure_reason else ""
             return (
                 f"endpoint {self.name} is {self.status}{reason}, not {IN_SERVICE}: "
@@ -105,6 +112,7 @@ def describe_endpoint(client: SageMakerClient, name: str) -> EndpointDescription
         instance_type=_instance_type(client, endpoint.get("EndpointConfigName")),
         max_concurrent_per_instance=client_config.get("MaxConcurrentInvocationsPerInstance"),
         failure_reason=endpoint.get("FailureReason"),
+        variants=tuple(v["VariantName"] for v in variants if v.get("VariantName")),
     )
 
 

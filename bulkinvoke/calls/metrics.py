@@ -7,7 +7,7 @@ dimension ``EndpointName``) and the model's latency (``ModelLatency``, microseco
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +24,7 @@ BACKLOG_PERIOD_S = 60
 LATENCY_WINDOW = timedelta(hours=3)
 # Every variant's traffic; an endpoint with one variant names it "AllTraffic" by default.
 DEFAULT_VARIANT = "AllTraffic"
+_LATENCY_ID = "model_latency_"
 
 _BACKLOG_METRICS = {
     "backlog": ("ApproximateBacklogSize", "Average"),
@@ -67,9 +68,9 @@ def backlog_queries(endpoint: str) -> list[MetricQuery]:
     ]
 
 
-def latency_query(endpoint: str, variant: str = DEFAULT_VARIANT) -> MetricQuery:
+def latency_query(endpoint: str, variant: str, index: int) -> MetricQuery:
     return MetricQuery(
-        "model_latency",
+        f"{_LATENCY_ID}{index}",
         "ModelLatency",
         "Average",
         int(LATENCY_WINDOW.total_seconds()),
@@ -82,15 +83,18 @@ def read_endpoint_load(
     endpoint: str,
     *,
     now: datetime | None = None,
-    with_latency: bool = False,
+    latency_of: Sequence[str] = (),
 ) -> EndpointLoad:
-    """The endpoint's latest backlog figures (and its recent model latency if asked): one
-    GetMetricData call. Raises MetricsUnavailable if CloudWatch cannot be read."""
+    """The endpoint's latest backlog figures, and the recent model latency (the mean over the
+    variants named in ``latency_of``): one GetMetricData call. Raises MetricsUnavailable if
+    CloudWatch cannot be read."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     now = now or datetime.now(UTC)
-    queries = backlog_queries(endpoint) + ([latency_query(endpoint)] if with_latency else [])
-    window = LATENCY_WINDOW if with_latency else BACKLOG_WINDOW
+    queries = backlog_queries(endpoint) + [
+        latency_query(endpoint, variant, index) for index, variant in enumerate(latency_of)
+    ]
+    window = LATENCY_WINDOW if latency_of else BACKLOG_WINDOW
     try:
         answer = client.get_metric_data(
             MetricDataQueries=[query.to_request() for query in queries],
@@ -104,7 +108,8 @@ def read_endpoint_load(
         raise MetricsUnavailable(f"GetMetricData: {error}") from None
     latest = {result["Id"]: _latest(result, now) for result in answer["MetricDataResults"]}
     without_capacity = latest.get("without_capacity")
-    model_latency_us = latest.get("model_latency")
+    latencies = [v for k, v in latest.items() if k.startswith(_LATENCY_ID) and v is not None]
+    model_latency_us = sum(latencies) / len(latencies) if latencies else None
     return EndpointLoad(
         backlog=latest.get("backlog"),
         backlog_per_instance=latest.get("per_instance"),
@@ -122,6 +127,6 @@ def _latest(result: Mapping[str, Any], now: datetime) -> float | None:
     if not pairs:
         return None
     stamp, value = pairs[0]
-    if result["Id"] != "model_latency" and now - stamp > BACKLOG_WINDOW:
+    if not result["Id"].startswith(_LATENCY_ID) and now - stamp > BACKLOG_WINDOW:
         return None
     return float(value)

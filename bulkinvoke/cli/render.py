@@ -167,6 +167,18 @@ def render_dry_run(console: Console, plan: DryRun, as_json: bool) -> None:
     _render_endpoint(console, plan)
 
 
+def _no_estimate(plan: DryRun) -> str:
+    instances = plan.endpoint.instances if plan.endpoint else None
+    if instances is None:
+        return "a serverless endpoint: no estimate of its time"
+    if instances == 0:
+        return "0 instances: no estimate of the endpoint's time until it has some"
+    return (
+        "no --seconds-per-item, and no ModelLatency in the endpoint's metrics: no estimate of "
+        "the endpoint's time"
+    )
+
+
 def _render_endpoint(console: Console, plan: DryRun) -> None:
     endpoint = plan.endpoint
     if endpoint is None:
@@ -190,10 +202,7 @@ def _render_endpoint(console: Console, plan: DryRun) -> None:
     console.print(f"  outputs to {endpoint.output_path}{failures}", highlight=False)
     estimate = plan.processing
     if estimate is None:
-        console.print(
-            "  no ModelLatency in the endpoint's metrics: --seconds-per-item gives an estimate "
-            "of the endpoint's time"
-        )
+        console.print(f"  {_no_estimate(plan)}")
         return
     bound = "at most " if estimate.at_most else "about "
     cost = f", costing {bound}{estimate.cost:,.2f}" if estimate.cost is not None else ""

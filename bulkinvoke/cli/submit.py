@@ -119,8 +119,9 @@ def submit(
         float | None,
         typer.Option(
             min=0,
-            help="With --dry-run and --seconds-per-item: the price of one of the endpoint's "
-            "instances per hour, for a cost estimate (no price table is built in).",
+            help="With --dry-run: the price of one of the endpoint's instances per hour, for a "
+            "cost estimate beside the time estimate (from --seconds-per-item or the endpoint's "
+            "ModelLatency); no price table is built in.",
         ),
     ] = None,
     content_type: Annotated[str | None, typer.Option(help="ContentType of the inputs.")] = None,
@@ -231,6 +232,10 @@ def submit(
     from bulkinvoke.scale.shards import resolve_shard
 
     display = RunDisplay(as_json, quiet)
+    if price_per_instance_hour is not None and not dry_run:
+        raise typer.BadParameter(
+            "it prices the estimate of --dry-run", param_hint="--price-per-instance-hour"
+        )
     with expected_errors():
         chosen_shard = resolve_shard(shard, shards, os.environ)
         mirror = mirror_settings(ledger_uri, ledger_lease_seconds)

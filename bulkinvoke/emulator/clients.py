@@ -30,11 +30,11 @@ _FAKE_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "loc
 
 class Clients:
     def __init__(
-        self, s3_url: str, sns_url: str | None, region: str, verify: str | bool | None = None
+        self, s3_url: str, moto_url: str | None, region: str, verify: str | bool | None = None
     ) -> None:
         self.s3_url = s3_url
         # moto's URL: SNS, SQS and CloudWatch (None: no topics, no metrics).
-        self.sns_url = sns_url
+        self.moto_url = moto_url
         self.region = region
         # The CA bundle of an HTTPS moto (None: botocore's default).
         self.verify = verify
@@ -64,13 +64,13 @@ class Clients:
         return client
 
     def sns(self, region: str) -> SnsClient:
-        if self.sns_url is None:
+        if self.moto_url is None:
             raise RuntimeError("no SNS server is configured")
-        client: SnsClient = self._client("sns", self.sns_url, region)
+        client: SnsClient = self._client("sns", self.moto_url, region)
         return client
 
     def cloudwatch(self) -> CloudWatchClient:
-        if self.sns_url is None:
+        if self.moto_url is None:
             raise RuntimeError("no CloudWatch server is configured")
-        client: CloudWatchClient = self._client("cloudwatch", self.sns_url, self.region)
+        client: CloudWatchClient = self._client("cloudwatch", self.moto_url, self.region)
         return client

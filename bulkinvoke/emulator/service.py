@@ -93,7 +93,7 @@ class AsyncInferenceService:
         self._metrics = MetricsPublisher(
             lambda: self._config, self.endpoints, clients, self._stats, stopping
         )
-        if clients.sns_url is not None:
+        if clients.moto_url is not None:
             self._metrics.start()
 
     @property
@@ -154,7 +154,7 @@ class AsyncInferenceService:
         s3.create_bucket(Bucket=bucket, **location)
 
     def _ensure_topic(self, arn: str) -> None:
-        if self._clients.sns_url is None:
+        if self._clients.moto_url is None:
             raise ValueError(f"topic {arn} needs an SNS server, and none is configured")
         region = arn.split(":")[3] or self._config.region
         created = self._clients.sns(region).create_topic(Name=arn.rsplit(":", 1)[1])["TopicArn"]

@@ -25,6 +25,8 @@ PLAN_NAME = "plan.parquet"
 DUPLICATES_NAME = "duplicates.parquet"
 # With --stage: the records' other columns, by manifest row (``row`` first).
 RECORDS_NAME = "records.parquet"
+# Written beside the plan when they apply, never changed after: mirrored and merged with it.
+PLAN_COMPANIONS = (DUPLICATES_NAME, RECORDS_NAME)
 EVENTS_DIR = "events"
 LOCK_NAME = "lock"
 
@@ -193,7 +195,7 @@ def check_new_run_dir(run_dir: Path) -> None:
     events_dir = run_dir / EVENTS_DIR
     if events_dir.is_dir() and any(events_dir.iterdir()):
         raise RunExists(f"{run_dir} has events but no {CONFIG_NAME}: it is a damaged run")
-    expected = {CONFIG_NAME, PLAN_NAME, DUPLICATES_NAME, EVENTS_DIR, LOCK_NAME}
+    expected = {CONFIG_NAME, PLAN_NAME, *PLAN_COMPANIONS, EVENTS_DIR, LOCK_NAME}
     foreign = sorted(
         p.name
         for p in run_dir.iterdir()

@@ -96,7 +96,9 @@ def _json_lines_records(text: str, source: str, key: str | None) -> Records:
         if problem:
             broken[index] = problem
     try:
-        columns = pa.Table.from_pylist(others) if any(others) else pa.table({})
+        # Every key of any record is a column (pyarrow would take the first record's alone).
+        names = list(dict.fromkeys(name for row in others for name in row))
+        columns = pa.table({name: [row.get(name) for row in others] for name in names})
     except (pa.ArrowException, ValueError) as error:
         raise ManifestError(
             f"{source}: the records' other keys do not make a table ({error})"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkinvoke.aws_protocols import S3Client
 from bulkinvoke.calls.aws import AwsSettings
+from bulkinvoke.calls.staging import stage_prefix
 from bulkinvoke.errors import InvalidManifest, RunError
 from bulkinvoke.events import Subscribers
 from bulkinvoke.ledger.identity import REQUEST_DEFINING_OPTIONS
@@ -27,7 +28,12 @@ from bulkinvoke.request_options import (
     check_output_path_extension,
 )
 from bulkinvoke.run.slots import DEFAULT_CONCURRENCY, SIZED_MAXIMUM
-from bulkinvoke.run.staging import keep_record_columns, records_manifest, upload_payloads
+from bulkinvoke.run.staging import (
+    StagedRecords,
+    keep_record_columns,
+    records_manifest,
+    upload_payloads,
+)
 from bulkinvoke.scale.shards import Shard, select_shard
 from bulkinvoke.states import State
 
@@ -134,6 +140,11 @@ def check_options(options: RunOptions) -> None:
     parse_max_failures(options.max_failures, 0)
     if options.payload_column is not None and options.stage is None:
         raise RunError("--payload-column names a records' column: it needs --stage s3://...")
+    if options.stage is not None:
+        try:
+            stage_prefix(options.stage)
+        except ValueError as error:
+            raise RunError(str(error)) from None
     seconds = options.seconds_per_item
     if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
         raise RunError(f"--seconds-per-item must be a positive number, not {seconds}")
@@ -149,13 +160,11 @@ def read_run_manifest(
     *,
     skip_invalid: bool,
     shard: Shard | None,
-    subscribers: Subscribers | None = None,
-    upload: bool = True,
-) -> Manifest:
+) -> tuple[Manifest, StagedRecords | None]:
     """The manifest a run of ``options`` sends (only ``shard``'s rows, if given); refused with
     ``InvalidManifest`` if it has bad rows, unless ``skip_invalid``. With ``options.stage``,
-    ``source`` holds records, whose payloads (the shard's) are then staged (``upload=False``:
-    counted only)."""
+    ``source`` holds records: they come back too, their payloads not staged yet
+    (``stage_run_payloads``)."""
     stage = options.stage
     staged = records_manifest(source, stage, options.payload_column) if stage else None
     manifest = (
@@ -169,18 +178,32 @@ def read_run_manifest(
         raise InvalidManifest(manifest)
     if shard is not None:
         manifest = select_shard(manifest, shard, options.id_namespace, options.endpoint)
-    if stage is not None and staged is not None and s3_client is not None:
-        upload_payloads(
-            staged,
-            manifest,
-            stage,
-            s3_client,
-            subscribers or Subscribers(),
-            concurrency=options.most_calls_in_progress,
-            expected_bucket_owner=options.aws.expected_bucket_owner,
-            upload=upload,
-        )
-    return manifest
+    return manifest, staged
+
+
+def stage_run_payloads(
+    staged: StagedRecords,
+    manifest: Manifest,
+    options: RunOptions,
+    s3_client: S3Client,
+    subscribers: Subscribers,
+    *,
+    upload: bool,
+) -> None:
+    """Put the payloads of ``manifest``'s records under ``--stage`` (``upload=False``: count
+    those there already)."""
+    assert options.stage is not None
+    upload_payloads(
+        staged,
+        manifest,
+        options.stage,
+        s3_client,
+        subscribers,
+        # --concurrency, else 16: not the call slots --rate alone may size up to 256.
+        concurrency=options.concurrency or DEFAULT_CONCURRENCY,
+        expected_bucket_owner=options.aws.expected_bucket_owner,
+        upload=upload,
+    )
 
 
 def open_or_create(

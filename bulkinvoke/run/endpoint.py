@@ -9,12 +9,13 @@ from dataclasses import dataclass
 
 from bulkinvoke.calls.aws import Clients
 from bulkinvoke.calls.endpoint import (
+    IN_SERVICE,
     EndpointDescription,
     EndpointNotDescribed,
     EndpointRefused,
     describe_endpoint,
 )
-from bulkinvoke.calls.metrics import MetricsUnavailable, read_endpoint_load
+from bulkinvoke.calls.metrics import DEFAULT_VARIANT, MetricsUnavailable, read_endpoint_load
 from bulkinvoke.events import NoticeLevel, Subscribers
 from bulkinvoke.run.definition import RunOptions
 from bulkinvoke.run.work import DEFAULT_REQUEST_TTL_SECONDS
@@ -43,6 +44,11 @@ def look_at_endpoint(
     refusal = description.refusal()
     if refusal is not None:
         raise EndpointRefused(refusal)
+    if description.status != IN_SERVICE:
+        subscribers.notice(
+            NoticeLevel.INFO,
+            f"endpoint {options.endpoint} is {description.status}: it takes calls meanwhile",
+        )
     if description.instances == 0:
         subscribers.notice(
             NoticeLevel.INFO,
@@ -87,7 +93,8 @@ def measured_seconds_per_item(
     if not options.endpoint_metrics_seconds:
         return None
     try:
-        load = read_endpoint_load(clients.cloudwatch, options.endpoint, with_latency=True)
+        variants = description.variants or (DEFAULT_VARIANT,)
+        load = read_endpoint_load(clients.cloudwatch, options.endpoint, latency_of=variants)
     except MetricsUnavailable as reason:
         subscribers.notice(
             NoticeLevel.WARNING,

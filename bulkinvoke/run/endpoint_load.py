@@ -16,6 +16,7 @@ from bulkinvoke.calls.endpoint import EndpointDescription
 from bulkinvoke.calls.metrics import MetricsUnavailable, read_endpoint_load
 from bulkinvoke.events import EndpointLoad, NoticeLevel, Progress, Subscribers
 from bulkinvoke.run.definition import RunOptions
+from bulkinvoke.states import State
 
 
 def watch_load(
@@ -58,6 +59,9 @@ class LoadWatch:
         self._latest = EndpointLoad(at_zero=described_instances == 0)
         self._said_scaling_up = self._latest.scaling_up
         self._said_unreadable = False
+        self._finished_before: int | None = None
+        # Guards _latest and _said_scaling_up: the watch's thread and the engine's both move them.
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         # The session's subscribers, with the endpoint's load in every progress snapshot.
         self.subscribers: Subscribers = _WithLoad(subscribers, self)
@@ -78,14 +82,32 @@ class LoadWatch:
                     "asking)",
                 )
             return
-        at_zero = self._latest.at_zero and not load.shows_capacity
-        self._latest = replace(load, at_zero=at_zero)
-        self._tell_scaling(self._latest)
+        with self._lock:
+            latest = self._latest
+            self._latest = replace(
+                load,
+                at_zero=latest.at_zero and not load.shows_capacity,
+                results_came=latest.results_came,
+            )
+        self._tell_scaling()
 
-    def _tell_scaling(self, load: EndpointLoad) -> None:
-        if load.scaling_up == self._said_scaling_up:
+    def saw_results(self, finished: int) -> None:
+        """``finished`` attempts of the run have a result; more than at the session's first
+        snapshot means an instance made some of them."""
+        if self._finished_before is None:
+            self._finished_before = finished
+        if finished <= self._finished_before or self._latest.results_came:
             return
-        self._said_scaling_up = load.scaling_up
+        with self._lock:
+            self._latest = replace(self._latest, results_came=True)
+        self._tell_scaling()
+
+    def _tell_scaling(self) -> None:
+        with self._lock:
+            load = self._latest
+            if load.scaling_up == self._said_scaling_up:
+                return
+            self._said_scaling_up = load.scaling_up
         if load.scaling_up:
             queued = f"{load.backlog:.0f} requests" if load.backlog is not None else "requests"
             self._subscribers.notice(
@@ -123,6 +145,7 @@ class _WithLoad(Subscribers):
         self._watch = watch
 
     def progress(self, progress: Progress) -> None:
+        self._watch.saw_results(progress.count(State.SUCCEEDED, State.FAILED))
         self._inner.progress(replace(progress, endpoint=self._watch.latest()))
 
     def notice(self, level: NoticeLevel, message: str, **details: object) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from bulkinvoke.aws_protocols import S3Client
 from bulkinvoke.calls.aws import AwsSettings, make_clients
-from bulkinvoke.errors import RunError
+from bulkinvoke.calls.staging import stage_prefix
+from bulkinvoke.errors import RunError, UsageError
 from bulkinvoke.s3uri import bucket_owner_args, parse_s3_uri
 
 LOCAL_BUCKET = "bulkinvoke-local"
@@ -60,7 +61,11 @@ def local_endpoint(
         if stage is not None:
             # The manifest holds records: their payloads are staged by the run, into the
             # emulator's S3, where only the stage's bucket has to be made.
-            _ensure_bucket(s3, parse_s3_uri(stage.rstrip("/") + "/").bucket)
+            try:
+                bucket, _ = stage_prefix(stage)
+            except ValueError as error:
+                raise UsageError(str(error)) from None
+            _ensure_bucket(s3, bucket)
             yield settings
             return
         locations = read_manifest(

@@ -29,6 +29,7 @@ from bulkinvoke.run.definition import (
     open_or_create,
     parse_max_failures,
     read_run_manifest,
+    stage_run_payloads,
 )
 from bulkinvoke.run.doubt import InDoubt
 from bulkinvoke.run.endpoint import (
@@ -118,14 +119,16 @@ def submit(
         check_shard(read_config(run_dir / CONFIG_NAME), shard)
     clients = make_clients(options.aws, max_connections=options.most_calls_in_progress + 4)
     subscribers = subscribers or Subscribers()
-    manifest = read_run_manifest(
-        manifest_source,
-        clients.s3,
-        options,
-        skip_invalid=skip_invalid,
-        shard=shard,
-        subscribers=subscribers,
+    manifest, staged = read_run_manifest(
+        manifest_source, clients.s3, options, skip_invalid=skip_invalid, shard=shard
     )
+    if Ledger.exists(run_dir):
+        check_same_run(read_config(run_dir / CONFIG_NAME), manifest, options, shard)
+    # Before anything is staged or written: an endpoint that cannot take the calls costs no
+    # upload and leaves no run behind.
+    described = look_at_endpoint(clients, options, subscribers)
+    if staged is not None:
+        stage_run_payloads(staged, manifest, options, clients.s3, subscribers, upload=True)
     mirror = mirror.for_shard(shard) if mirror else saved_settings(run_dir)
     owner_args = bucket_owner_args(options.aws.expected_bucket_owner)
 
@@ -146,6 +149,8 @@ def submit(
             subscribers,
             copy,
             InDoubt.RESEND if local else in_doubt,
+            looked_at_endpoint=True,
+            described=described,
         )
         with ledger:
             if local:
@@ -262,16 +267,12 @@ def dry_run(
     if s3_client is None and (manifest_source.startswith("s3://") or options.stage):
         s3_client = clients.s3
     subscribers = subscribers or Subscribers()
-    described = look_at_endpoint(clients, options, subscribers)
-    manifest = read_run_manifest(
-        manifest_source,
-        s3_client,
-        options,
-        skip_invalid=skip_invalid,
-        shard=shard,
-        subscribers=subscribers,
-        upload=False,
+    manifest, staged = read_run_manifest(
+        manifest_source, s3_client, options, skip_invalid=skip_invalid, shard=shard
     )
+    described = look_at_endpoint(clients, options, subscribers)
+    if staged is not None and s3_client is not None:
+        stage_run_payloads(staged, manifest, options, s3_client, subscribers, upload=False)
     factory = CallFactory(manifest.table, options)
     done = 0
     if Ledger.exists(run_dir):

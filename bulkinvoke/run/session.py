@@ -16,6 +16,7 @@ from bulkinvoke.calls.aws import (
     Transport,
     make_clients,
 )
+from bulkinvoke.calls.endpoint import EndpointDescription
 from bulkinvoke.calls.invoker import Call, Invoker
 from bulkinvoke.calls.limiter import RateLimiter
 from bulkinvoke.calls.retry import RetryPolicy
@@ -58,6 +59,10 @@ class Session:
     subscribers: Subscribers
     mirror: LedgerMirror | None = None
     in_doubt: InDoubt = InDoubt.RESEND
+    # The endpoint was already described (or the check is off) before the session: by submit,
+    # before it staged or wrote anything. None: not described.
+    looked_at_endpoint: bool = False
+    described: EndpointDescription | None = None
 
 
 @contextmanager
@@ -137,7 +142,9 @@ def run_session(
 ) -> RunResult:
     options = session.options
     clients = session.clients
-    described = look_at_endpoint(clients, options, session.subscribers) if send else None
+    described = session.described
+    if send and not session.looked_at_endpoint:
+        described = look_at_endpoint(clients, options, session.subscribers)
     load = watch_load(clients, options, described, session.subscribers)
     if load is not None:
         session = replace(session, subscribers=load.subscribers)

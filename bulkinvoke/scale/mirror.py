@@ -39,8 +39,8 @@ from bulkinvoke.errors import LeaseLost, LedgerError, MirrorError, error_code
 from bulkinvoke.events import NoticeLevel, Subscribers
 from bulkinvoke.ledger.files import (
     CONFIG_NAME,
-    DUPLICATES_NAME,
     EVENTS_DIR,
+    PLAN_COMPANIONS,
     PLAN_NAME,
     list_event_files,
     read_config,
@@ -179,8 +179,9 @@ class LedgerMirror:
         # The plan, then run.json: whoever downloads the prefix finds a run once both are there,
         # and events only after them.
         self._upload(PLAN_NAME, immutable=True)
-        if (self._run_dir / DUPLICATES_NAME).is_file():
-            self._upload(DUPLICATES_NAME, immutable=True)
+        for name in PLAN_COMPANIONS:
+            if (self._run_dir / name).is_file():
+                self._upload(name, immutable=True)
         self._upload(CONFIG_NAME, immutable=False)
         for name in wanted:
             self._upload(name, immutable=True)

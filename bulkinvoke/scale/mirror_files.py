@@ -15,8 +15,8 @@ from bulkinvoke.aws_protocols import S3Client
 from bulkinvoke.errors import MirrorError, error_code
 from bulkinvoke.ledger.files import (
     CONFIG_NAME,
-    DUPLICATES_NAME,
     EVENTS_DIR,
+    PLAN_COMPANIONS,
     PLAN_NAME,
     read_config,
     write_durably,
@@ -80,7 +80,7 @@ def download_run(
         os.chmod(run_dir, 0o700)
         copied: dict[str, str] = {}
         try:
-            extra = [DUPLICATES_NAME] if DUPLICATES_NAME in listing else []
+            extra = [name for name in PLAN_COMPANIONS if name in listing]
             for name in [PLAN_NAME, *extra, *needed_events(listing), CONFIG_NAME]:
                 response = s3.get_object(Bucket=target.bucket, Key=target.key + name, **owner_args)
                 data = response["Body"].read()

@@ -31,8 +31,8 @@ def _submit(
     ("spec", "reason"),
     [
         (
-            EndpointSpec("check-updating", f"s3://{OUTPUT_BUCKET}/updating", status="Updating"),
-            "endpoint check-updating is Updating, not InService",
+            EndpointSpec("check-creating", f"s3://{OUTPUT_BUCKET}/creating", status="Creating"),
+            "endpoint check-creating is Creating, not InService",
         ),
         (
             EndpointSpec("check-realtime", f"s3://{OUTPUT_BUCKET}/rt", asynchronous=False),
@@ -40,7 +40,7 @@ def _submit(
         ),
     ],
 )
-def test_an_endpoint_that_cannot_take_the_calls_is_refused_then_resumed(
+def test_an_endpoint_that_cannot_take_the_calls_is_refused_before_anything_is_written(
     emulator: LocalStack, s3: Any, tmp_path: Path, spec: EndpointSpec, reason: str
 ) -> None:
     emulator.add_endpoint(spec)
@@ -52,11 +52,31 @@ def test_an_endpoint_that_cannot_take_the_calls_is_refused_then_resumed(
     (line,) = refused.stderr.strip().splitlines()
     assert reason in line and "nothing was sent" in line and "Traceback" not in line
     assert sum(emulator.accepted_ids().values()) == before
-    # Once the endpoint is right, the run planned before the refusal goes on: nothing lost.
+    assert not (tmp_path / "run").exists()
+    # Once the endpoint is right, the same command runs.
     emulator.add_endpoint(replace(spec, status="InService", asynchronous=True))
+    done = _submit(env, data.manifest, spec.name, tmp_path / "run")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["counts"]["succeeded"] == 5
+
+
+def test_a_run_whose_endpoint_went_out_of_service_is_refused_then_resumed(
+    emulator: LocalStack, s3: Any, tmp_path: Path
+) -> None:
+    spec = EndpointSpec("check-later", f"s3://{OUTPUT_BUCKET}/later")
+    emulator.add_endpoint(spec)
+    data = make_dataset(s3, tmp_path, 4)
+    env = cli_env(emulator)
+    planned = _submit(env, data.manifest, spec.name, tmp_path / "run", "--no-wait")
+    assert planned.returncode == 0, planned.stderr
+    emulator.add_endpoint(replace(spec, status="OutOfService"))
+    refused = run_cli(emulator, "resume", str(tmp_path / "run"), "--quiet", "--json")
+    assert refused.returncode == 4, refused.stderr
+    assert "endpoint check-later is OutOfService" in refused.stderr
+    emulator.add_endpoint(spec)
     resumed = run_cli(emulator, "resume", str(tmp_path / "run"), "--quiet", "--json")
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout)["counts"]["succeeded"] == 5
+    assert json.loads(resumed.stdout)["counts"]["succeeded"] == 4
 
 
 def test_an_endpoint_that_does_not_exist_is_refused(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,8 @@ def test_json_lines_records_are_staged_once_sent_and_exported_with_their_columns
     stage = _stage(s3, "jsonl")
     prompts = ["hello", "bonjour", "hello", "hola"]
     lines = [json.dumps({"id": i, "prompt": p, "lang": p[:2]}) for i, p in enumerate(prompts)]
+    # A key only later records have is a column too, empty for the others.
+    lines[2] = json.dumps({"id": 2, "prompt": "hello", "lang": "he", "note": "again"})
     records = tmp_path / "records.jsonl"
     records.write_text("\n".join(lines) + "\n")
     run_dir = tmp_path / "run"
@@ -58,6 +62,7 @@ def test_json_lines_records_are_staged_once_sent_and_exported_with_their_columns
     table = pd.read_parquet(exported).sort_values("row")
     assert table["id"].tolist() == [0, 1, 2, 3]
     assert table["lang"].tolist() == ["he", "bo", "he", "ho"]
+    assert table["note"].fillna("-").tolist() == ["-", "-", "again", "-"]
     assert (table["state"] == "succeeded").all()
     # The emulator's handler echoes the payload it read: each record got its own.
     texts = [json.loads(output)["text"] for output in table["output"]]
@@ -108,3 +113,37 @@ def test_a_stage_that_cannot_be_written_stops_with_one_line(
     assert "cannot stage the payloads under s3://no-such-stage-bucket/x/" in done.stderr
     assert "NoSuchBucket" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_stage_that_is_no_s3_location_is_a_usage_error(tmp_path: Path) -> None:
+    records = tmp_path / "records.jsonl"
+    records.write_text('"a"\n')
+    for local in ([], ["--local"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "bulkinvoke", "submit", str(records), "--endpoint", "demo",
+             "--stage", str(tmp_path / "dir"), *local],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert "--stage must be an s3://bucket/prefix/ location" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_the_records_columns_travel_with_a_mirrored_ledger(
+    emulator: LocalStack, s3: Any, tmp_path: Path
+) -> None:
+    stage = _stage(s3, "mirrored")
+    records = tmp_path / "records.jsonl"
+    records.write_text("".join(json.dumps({"k": i, "body": f"p{i}"}) + "\n" for i in range(3)))
+    ledger = f"s3://{STAGE_BUCKET}/ledgers/mirrored/"
+    done = run_cli(
+        emulator, "submit", str(records), "--endpoint", "demo", "--stage", stage,
+        "--payload-column", "body", "--ledger-uri", ledger, "--run-dir", str(tmp_path / "run"),
+        "--quiet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    # Exported on another machine, from the prefix alone.
+    exported = tmp_path / "elsewhere.parquet"
+    made = run_cli(emulator, "export", ledger, "-o", str(exported))
+    assert made.returncode == 0, made.stderr
+    assert pd.read_parquet(exported).sort_values("row")["k"].tolist() == [0, 1, 2]
