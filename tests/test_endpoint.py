@@ -19,7 +19,8 @@ from bulkinvoke.calls.endpoint import (
 )
 from bulkinvoke.request_options import RequestOptions
 from bulkinvoke.run.definition import RunOptions
-from bulkinvoke.run.endpoint import TTL_SHARE, estimate, in_flight_budget, output_directory
+from bulkinvoke.run.endpoint import TTL_SHARE, in_flight_budget, output_directory
+from bulkinvoke.run.estimate import estimate
 
 NOW = datetime(2026, 12, 5, tzinfo=UTC)
 ASYNC = {"OutputConfig": {"S3OutputPath": "s3://out/p"}, "ClientConfig": {}}

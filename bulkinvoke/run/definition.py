@@ -62,7 +62,7 @@ class RunOptions:
     # Describe the endpoint before sending, and refuse one that cannot take the calls.
     check_endpoint: bool = True
     # How long the model takes over one item: with the endpoint's concurrency, the default
-    # --max-in-flight and the dry run's estimates (run/endpoint.py).
+    # --max-in-flight (run/endpoint.py) and the dry run's estimates (run/estimate.py).
     seconds_per_item: float | None = None
     # Seconds between two reads of the endpoint's CloudWatch backlog while a session sends
     # (run/endpoint_load.py); 0: never read. Needs check_endpoint.

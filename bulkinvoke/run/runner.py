@@ -32,12 +32,8 @@ from bulkinvoke.run.definition import (
     stage_run_payloads,
 )
 from bulkinvoke.run.doubt import InDoubt
-from bulkinvoke.run.endpoint import (
-    Estimate,
-    estimate,
-    look_at_endpoint,
-    measured_seconds_per_item,
-)
+from bulkinvoke.run.endpoint import look_at_endpoint
+from bulkinvoke.run.estimate import Estimate, estimate, measured_seconds_per_item
 from bulkinvoke.run.in_doubt import look_for_late_results
 from bulkinvoke.run.outcome import Outcome, RunResult
 from bulkinvoke.run.session import (
@@ -85,7 +81,7 @@ class DryRun:
     invalid: int
     # None when the endpoint was not checked (--no-check-endpoint, or it could not be).
     endpoint: EndpointDescription | None = None
-    # The endpoint's time over the items to send, and its instances' cost (run/endpoint.py).
+    # The endpoint's time over the items to send, and its instances' cost (run/estimate.py).
     processing: Estimate | None = None
 
 
