@@ -143,9 +143,12 @@ def test_answers_slower_than_the_call_timeout_are_retried(
     _all_succeeded(tmp_path / "run", 60)
     assert sagemaker_proxy.injected["slow"] > 0
     assert calls.all_reached_the_endpoint()
-    assert calls.duplicates() <= sagemaker_proxy.injected["slow"]
+    retries = read_ledger(tmp_path / "run")["retries"].sum()
     print(f"faults injected: {dict(sagemaker_proxy.injected)}, duplicates {calls.duplicates()}")
-    assert read_ledger(tmp_path / "run")["retries"].sum() >= 1
+    assert retries >= 1
+    # Only a retried call can be accepted twice: each slow answer, and any answer a loaded
+    # machine was slower than --call-timeout to give (not counted as injected).
+    assert calls.duplicates() <= retries
 
 
 def test_a_timeout_with_calls_still_on_the_wire_is_incomplete_and_resumes(
