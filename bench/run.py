@@ -5,7 +5,8 @@
 
 Benchmarks: submit (submission rate and client CPU), commit (what waiting for the journal costs),
 crash (kill -9 at random instants: items lost, duplicates per kill), rate (--rate accuracy),
-adapt (slow start and adaptation to a throttling endpoint), collect (S3 requests per result),
+adapt (slow start and adaptation to a throttling endpoint), watch (what the endpoint check and
+the metrics watch cost a short run), collect (S3 requests per result),
 scale (1,000,000-row manifest and ledger), startup (``bulkinvoke --help``). Default: all of them,
 in a few minutes; ``--quick`` shortens the long ones. Figures are ratios to a baseline measured in
 the same run, because absolute numbers drift on a shared machine; a missed target is reported,
@@ -30,6 +31,7 @@ BENCHMARKS = {
     "latency": "bench_latency",
     "short": "bench_short",
     "stage": "bench_stage",
+    "watch": "bench_watch",
     "rate": "bench_rate",
     "adapt": "bench_adapt",
     "collect": "bench_collect",

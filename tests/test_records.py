@@ -51,6 +51,18 @@ def test_a_payload_column_takes_one_key_and_keeps_the_others(tmp_path: Path) -> 
     assert records.columns.column("lang").to_pylist()[:3] == ["en", "fr", "de"]
 
 
+def test_keys_of_mixed_types_are_kept_as_json_text_and_a_wrong_payload_key_named_by_line(
+    tmp_path: Path,
+) -> None:
+    source = _jsonl(tmp_path, '{"id": 1, "p": "a"}\n{"id": "two", "p": "b", "tag": null}\n')
+    records = read_records(source, "p")
+    assert records.columns.column("id").to_pylist() == ["1", '"two"']
+    assert records.columns.column("tag").to_pylist() == [None, None]
+    assert not records.broken
+    wrong = read_records(source, "prompt")
+    assert wrong.broken == {0: "has no 'prompt' (the payload)", 1: "has no 'prompt' (the payload)"}
+
+
 def test_parquet_string_and_binary_payloads(tmp_path: Path) -> None:
     path = tmp_path / "records.parquet"
     pq.write_table(

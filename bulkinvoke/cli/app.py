@@ -40,9 +40,9 @@ app.command("retry", short_help="Send failed or expired items again.", epilog=EX
 )
 app.command("status")(status_command)
 app.command("export", short_help="Write the results as Parquet, CSV or JSON Lines.")(export_command)
-app.command("emulator", help="Serve a local async endpoint plus S3/SNS/SQS on 127.0.0.1.")(
-    emulator_command
-)
+app.command(
+    "emulator", help="Serve a local async endpoint plus S3/SNS/SQS/CloudWatch on 127.0.0.1."
+)(emulator_command)
 app.command("report", help="Report on a run: counts, timings, latency, failures, charts.")(
     report_command
 )

@@ -1,4 +1,4 @@
-"""``bulkinvoke emulator``: serve a local SageMaker async endpoint with moto's S3, SNS and SQS."""
+"""``bulkinvoke emulator``: a local SageMaker async endpoint; moto serves S3/SNS/SQS/CloudWatch."""
 
 from __future__ import annotations
 
@@ -136,7 +136,9 @@ def emulator_command(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     s3_port: Annotated[
         int,
-        typer.Option(min=0, max=65535, help="Port of moto's S3/SNS/SQS server (0: any free port)."),
+        typer.Option(
+            min=0, max=65535, help="Port of moto's S3/SNS/SQS/CloudWatch server (0: any free port)."
+        ),
     ] = 0,
     sagemaker_port: Annotated[
         int,
@@ -236,7 +238,7 @@ def emulator_command(
         ),
     ] = None,
 ) -> None:
-    """Serve a local SageMaker asynchronous inference endpoint, with S3, SNS and SQS."""
+    """Serve a local SageMaker asynchronous inference endpoint, with S3, SNS, SQS and CloudWatch."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from bulkinvoke.emulator import EmulatorConfig, Latency, start_local_stack

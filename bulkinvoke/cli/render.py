@@ -149,6 +149,8 @@ def render_dry_run(console: Console, plan: DryRun, as_json: bool) -> None:
         "estimated_cost": plan.processing.cost if plan.processing else None,
         "seconds_per_item": plan.processing.seconds_per_item if plan.processing else None,
         "seconds_per_item_measured": plan.processing.measured if plan.processing else None,
+        "payloads": plan.staging.payloads if plan.staging else None,
+        "payloads_staged_already": plan.staging.staged_already if plan.staging else None,
     }
     if as_json:
         console.print_json(json.dumps(summary))
@@ -160,11 +162,21 @@ def render_dry_run(console: Console, plan: DryRun, as_json: bool) -> None:
     )
     for location, identifier in plan.first_ids:
         console.print(f"  {identifier}  {location}", highlight=False)
+    if plan.staging is not None:
+        console.print(
+            f"{plan.staging.payloads} distinct payloads to stage, "
+            f"{plan.staging.staged_already} of them there already"
+        )
     if plan.estimated_s is None:
         console.print("no --rate given: the time depends on the endpoint's speed")
     else:
         console.print(f"at the given rate, sending takes about {plan.estimated_s:.0f} s")
     _render_endpoint(console, plan)
+
+
+def _money(amount: float) -> str:
+    """Two decimals, or the first two significant digits of less than a cent."""
+    return f"{amount:,.2f}" if amount >= 0.01 or amount == 0 else f"{amount:.2g}"
 
 
 def _no_estimate(plan: DryRun) -> str:
@@ -205,10 +217,10 @@ def _render_endpoint(console: Console, plan: DryRun) -> None:
         console.print(f"  {_no_estimate(plan)}")
         return
     bound = "at most " if estimate.at_most else "about "
-    cost = f", costing {bound}{estimate.cost:,.2f}" if estimate.cost is not None else ""
+    cost = f", costing {bound}{_money(estimate.cost)}" if estimate.cost is not None else ""
     hours = LATENCY_WINDOW.total_seconds() / 3600
     source = f"its ModelLatency over the last {hours:g} h" if estimate.measured else "as given"
     console.print(
         f"  the endpoint takes {bound}{duration(estimate.processing_s)} over the items to "
-        f"send{cost} (at {estimate.seconds_per_item:g} s per item, {source})"
+        f"send{cost} (at {duration(estimate.seconds_per_item)} per item, {source})"
     )

@@ -81,6 +81,16 @@ class Latency:
         return f"{self.kind}:{self.seconds:g}"
 
 
+def _latency(value: object, name: str) -> Latency:
+    if isinstance(value, Latency):
+        return value
+    if isinstance(value, str):
+        return Latency.parse(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return Latency("fixed", float(value))
+    raise ValueError(f"{name} must be seconds or text such as 'uniform:0.1-0.5', not {value!r}")
+
+
 @dataclass
 class EmulatorConfig:
     """Behaviour of the async endpoint; every field can also be changed while it runs.
@@ -112,10 +122,9 @@ class EmulatorConfig:
     metrics_seconds: float = 60.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.latency, str):
-            self.latency = Latency.parse(self.latency)
-        if isinstance(self.network_latency, str):
-            self.network_latency = Latency.parse(self.network_latency)
+        # The admin API and the CLI give latencies as text, or seconds as a number.
+        self.latency = _latency(self.latency, "latency")
+        self.network_latency = _latency(self.network_latency, "network_latency")
         problems = self.problems()
         if problems:
             raise ValueError("; ".join(problems))

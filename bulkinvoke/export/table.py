@@ -134,10 +134,17 @@ def _arrow_table(frame: pd.DataFrame, states: list[str]) -> pa.Table:
 
 
 def _saved_settings(run_dir: Path) -> AwsSettings:
+    """The AWS settings the run was made with; refused for a ``--local`` run, whose outputs
+    were in the emulator that ended with its command."""
     from bulkinvoke.calls.aws import AwsSettings
     from bulkinvoke.ledger.store import Ledger
 
     with Ledger.open(run_dir, writable=False) as ledger:
+        if ledger.config.get("local"):
+            raise ExportError(
+                f"{run_dir} is a --local run: its outputs were in the emulator that ended with "
+                "its submit, so --with-output has none to read; export without it"
+            )
         return AwsSettings.from_config(ledger.config.get("options", {}).get("aws") or {})
 
 

@@ -95,15 +95,21 @@ def _json_lines_records(text: str, source: str, key: str | None) -> Records:
         others.append(rest)
         if problem:
             broken[index] = problem
-    try:
-        # Every key of any record is a column (pyarrow would take the first record's alone).
-        names = list(dict.fromkeys(name for row in others for name in row))
-        columns = pa.table({name: [row.get(name) for row in others] for name in names})
-    except (pa.ArrowException, ValueError) as error:
-        raise ManifestError(
-            f"{source}: the records' other keys do not make a table ({error})"
-        ) from None
+    # Every key of any record is a column (pyarrow would take the first record's alone).
+    names = list(dict.fromkeys(name for row in others for name in row))
+    columns = pa.table({name: _column([row.get(name) for row in others]) for name in names})
     return Records("line", starts, payloads, extensions, columns, broken)
+
+
+def _column(values: list[Any]) -> Any:
+    """The values of one key as an Arrow array; values of mixed types (1 here, "two" there) as
+    their JSON text, so that no record is refused for another's type."""
+    import pyarrow as pa
+
+    try:
+        return pa.array(values)
+    except (pa.ArrowException, ValueError, TypeError, OverflowError):
+        return pa.array([None if v is None else json.dumps(v) for v in values], pa.string())
 
 
 def _payload_of(line: str, key: str) -> tuple[bytes | None, str, dict[str, Any], str | None]:

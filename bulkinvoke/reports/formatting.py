@@ -24,9 +24,11 @@ def share(count: int, total: int) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """A duration as people say it: 850 ms, 4.2 s, 3m 05s, 2h 10m, 3d 4h."""
+    """A duration as people say it: 0.054 ms, 850 ms, 4.2 s, 3m 05s, 2h 10m, 3d 4h."""
     if seconds is None:
         return "-"
+    if seconds < 0.01:
+        return f"{seconds * 1000:.2g} ms"
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 60:

@@ -30,6 +30,7 @@ from bulkinvoke.request_options import (
 from bulkinvoke.run.slots import DEFAULT_CONCURRENCY, SIZED_MAXIMUM
 from bulkinvoke.run.staging import (
     StagedRecords,
+    StagingCount,
     keep_record_columns,
     records_manifest,
     upload_payloads,
@@ -189,11 +190,11 @@ def stage_run_payloads(
     subscribers: Subscribers,
     *,
     upload: bool,
-) -> None:
+) -> StagingCount:
     """Put the payloads of ``manifest``'s records under ``--stage`` (``upload=False``: count
     those there already)."""
     assert options.stage is not None
-    upload_payloads(
+    return upload_payloads(
         staged,
         manifest,
         options.stage,

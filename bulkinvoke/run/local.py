@@ -15,6 +15,7 @@ from bulkinvoke.aws_protocols import S3Client
 from bulkinvoke.calls.aws import AwsSettings, make_clients
 from bulkinvoke.calls.staging import stage_prefix
 from bulkinvoke.errors import RunError, UsageError
+from bulkinvoke.run.staging import StagingError
 from bulkinvoke.s3uri import bucket_owner_args, parse_s3_uri
 
 LOCAL_BUCKET = "bulkinvoke-local"
@@ -38,6 +39,8 @@ def local_endpoint(
     expected_bucket_owner: str | None = None,
     stage: str | None = None,
 ) -> Iterator[AwsSettings]:
+    from botocore.exceptions import ClientError
+
     from bulkinvoke.emulator import EndpointSpec, start_local_stack
     from bulkinvoke.manifest.loader import read_manifest
 
@@ -65,7 +68,10 @@ def local_endpoint(
                 bucket, _ = stage_prefix(stage)
             except ValueError as error:
                 raise UsageError(str(error)) from None
-            _ensure_bucket(s3, bucket)
+            try:
+                _ensure_bucket(s3, bucket)
+            except ClientError as error:  # a bucket name S3 refuses, as without --local
+                raise StagingError(f"cannot stage the payloads under {stage}: {error}") from None
             yield settings
             return
         locations = read_manifest(

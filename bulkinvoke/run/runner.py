@@ -44,6 +44,7 @@ from bulkinvoke.run.session import (
     resumed_session,
     run_session,
 )
+from bulkinvoke.run.staging import StagingCount
 from bulkinvoke.run.work import CallFactory, load_run_state
 from bulkinvoke.s3uri import bucket_owner_args
 from bulkinvoke.scale.mirror import open_mirror
@@ -83,6 +84,8 @@ class DryRun:
     endpoint: EndpointDescription | None = None
     # The endpoint's time over the items to send, and its instances' cost (run/estimate.py).
     processing: Estimate | None = None
+    # With --stage: the payloads to stage, and how many are there already.
+    staging: StagingCount | None = None
 
 
 def submit(
@@ -267,8 +270,11 @@ def dry_run(
         manifest_source, s3_client, options, skip_invalid=skip_invalid, shard=shard
     )
     described = look_at_endpoint(clients, options, subscribers)
+    staging = None
     if staged is not None and s3_client is not None:
-        stage_run_payloads(staged, manifest, options, s3_client, subscribers, upload=False)
+        staging = stage_run_payloads(
+            staged, manifest, options, s3_client, subscribers, upload=False
+        )
     factory = CallFactory(manifest.table, options)
     done = 0
     if Ledger.exists(run_dir):
@@ -299,4 +305,5 @@ def dry_run(
             price_per_instance_hour,
             measured_seconds_per_item(clients, options, described, subscribers),
         ),
+        staging,
     )

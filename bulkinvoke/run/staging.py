@@ -58,6 +58,12 @@ def records_manifest(source: str, stage: str, payload_column: str | None) -> Sta
     return StagedRecords(manifest, records, keys)
 
 
+@dataclass(frozen=True)
+class StagingCount:
+    payloads: int  # distinct payloads of the rows sent
+    staged_already: int  # of them, found under the stage before this staging
+
+
 def upload_payloads(
     staged: StagedRecords,
     manifest: Manifest,
@@ -68,7 +74,7 @@ def upload_payloads(
     concurrency: int,
     expected_bucket_owner: str | None,
     upload: bool,
-) -> None:
+) -> StagingCount:
     """Put the payloads of ``manifest``'s rows (``staged.manifest``, or a shard of it) under the
     stage; ``upload=False`` (the dry run) only counts those already there."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -77,6 +83,7 @@ def upload_payloads(
     keys = [key if i in wanted else None for i, key in enumerate(staged.keys)]
     owner_args = bucket_owner_args(expected_bucket_owner)
     payloads = staged.records.payloads
+    distinct = len({key for key in keys if key is not None})
     try:
         if upload:
             done = stage_payloads(
@@ -87,17 +94,18 @@ def upload_payloads(
                 concurrency=concurrency,
                 owner_args=owner_args,
             )
+            present = done.present
             said = (
                 f"staged {done.uploaded} payload(s) ({done.uploaded_bytes:,} bytes) under "
-                f"{stage}; {done.present} were there already"
+                f"{stage}; {present} were there already"
             )
         else:
             present = already_staged(s3, stage, keys, owner_args)
-            distinct = len({key for key in keys if key is not None})
             said = f"{present} of {distinct} payloads are staged under {stage} already"
     except (ClientError, BotoCoreError) as error:
         raise StagingError(f"cannot stage the payloads under {stage}: {error}") from None
     subscribers.notice(NoticeLevel.INFO, said)
+    return StagingCount(distinct, present)
 
 
 def keep_record_columns(run_dir: Path, manifest: Manifest) -> None:

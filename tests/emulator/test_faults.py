@@ -228,6 +228,12 @@ def test_admin_api(stack: LocalStack, knobs: Callable[..., None]) -> None:
     assert stack.config.capacity_per_second == 1000
     status, error = _admin(stack, "/_emulator/config", {"workers": 0})
     assert status == 400 and "workers" in error["message"]
+    # Seconds as a number are a fixed latency; anything else but text is refused, not kept
+    # for the workers to trip over.
+    status, config = _admin(stack, "/_emulator/config", {"latency": 0.002})
+    assert status == 200 and config["latency"] == "fixed:0.002"
+    status, error = _admin(stack, "/_emulator/config", {"network_latency": [1]})
+    assert status == 400 and "network_latency must be seconds" in error["message"]
     status, error = _admin(stack, "/_emulator/config", {"colour": "blue"})
     assert status == 400 and "colour" in error["message"]
     status, stats = _admin(stack, "/_emulator/stats")

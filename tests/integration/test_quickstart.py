@@ -54,6 +54,16 @@ def test_example_job_runs_end_to_end_on_the_embedded_emulator(
     summary = json.loads(done.stdout)
     assert summary["outcome"] == "complete"
     assert summary["counts"]["succeeded"] == summary["items"] > 0
+    if proxy:
+        return
+    # The outputs ended with the embedded emulator: said once, not as an error per row.
+    exported = subprocess.run(
+        [sys.executable, "-m", "bulkinvoke", "export", str(tmp_path / "run"), "-o",
+         str(tmp_path / "out.parquet"), "--with-output"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert exported.returncode == 2, exported.stderr
+    assert "is a --local run" in exported.stderr and "Traceback" not in exported.stderr
 
 
 def test_example_job_runs_on_a_terminal(tmp_path: Path) -> None:

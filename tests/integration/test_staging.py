@@ -90,7 +90,9 @@ def test_a_parquet_table_of_binary_payloads_and_a_dry_run_that_uploads_nothing(
     common += ["--payload-column", "image", "--run-dir", str(tmp_path / "run")]
     planned = run_cli(emulator, *common, "--dry-run", "--json")
     assert planned.returncode == 0, planned.stderr
-    assert json.loads(planned.stdout)["to_send"] == 5
+    plan = json.loads(planned.stdout)
+    assert plan["to_send"] == 5
+    assert plan["payloads"] == 5 and plan["payloads_staged_already"] == 0
     assert _staged_keys(s3, "parquet/") == {}, "a dry run writes nothing"
     done = run_cli(emulator, *common, "--json", "--quiet")
     assert done.returncode == 0, done.stderr
@@ -98,6 +100,8 @@ def test_a_parquet_table_of_binary_payloads_and_a_dry_run_that_uploads_nothing(
     staged = _staged_keys(s3, "parquet/")
     assert sorted(staged.values()) == sorted(images)
     assert all(key.endswith(".bin") for key in staged)
+    again = json.loads(run_cli(emulator, *common, "--dry-run", "--json").stdout)
+    assert again["payloads_staged_already"] == 5
 
 
 def test_a_stage_that_cannot_be_written_stops_with_one_line(
@@ -147,3 +151,16 @@ def test_the_records_columns_travel_with_a_mirrored_ledger(
     made = run_cli(emulator, "export", ledger, "-o", str(exported))
     assert made.returncode == 0, made.stderr
     assert pd.read_parquet(exported).sort_values("row")["k"].tolist() == [0, 1, 2]
+
+
+def test_a_stage_bucket_s3_refuses_is_one_line_with_local_too(tmp_path: Path) -> None:
+    records = tmp_path / "records.jsonl"
+    records.write_text('{"p": "a"}\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "bulkinvoke", "submit", str(records), "--endpoint", "demo",
+         "--stage", "s3://b/stage/", "--payload-column", "p", "--local"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 4, done.stderr
+    assert "cannot stage the payloads under s3://b/stage/" in done.stderr
+    assert "InvalidBucketName" in done.stderr and "Traceback" not in done.stderr
