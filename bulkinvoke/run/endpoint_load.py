@@ -1,7 +1,8 @@
 """The endpoint's load, watched while a session goes on: its CloudWatch backlog read on a thread
-of its own (one GetMetricData call per ``--endpoint-metrics-every``, a minute by default: the
-metrics have a minute's resolution) and added to every progress snapshot; a notice when the
-endpoint has a backlog and no instance (scaling up from zero) and when it has capacity again.
+of its own (10 s in, then one GetMetricData call per ``--endpoint-metrics-every``, a minute by
+default: the metrics have a minute's resolution) and added to every progress snapshot; a
+notice when the endpoint has a backlog and no instance (scaling up from zero) and when it has
+capacity again.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from bulkinvoke.calls.metrics import MetricsUnavailable, read_endpoint_load
 from bulkinvoke.events import EndpointLoad, NoticeLevel, Progress, Subscribers
 from bulkinvoke.run.definition import RunOptions
 from bulkinvoke.states import State
+
+# When a session's first reading is made.
+FIRST_READ_AFTER_S = 10.0
 
 
 def watch_load(
@@ -123,7 +127,8 @@ class LoadWatch:
 
     @contextmanager
     def running(self) -> Iterator[None]:
-        """Read now, then every interval, until the block ends."""
+        """Read FIRST_READ_AFTER_S in (or after one interval, if shorter), then every
+        interval, until the block ends."""
         thread = threading.Thread(target=self._run, name="bulkinvoke-endpoint-load", daemon=True)
         thread.start()
         try:
@@ -133,6 +138,10 @@ class LoadWatch:
             # Not joined: a GetMetricData call in progress must not hold up the run's end.
 
     def _run(self) -> None:
+        # A short run ends before it needs the endpoint's view (a scale from zero is known
+        # from the description): it pays nothing for a CloudWatch client.
+        if self._stop.wait(min(self._interval_s, FIRST_READ_AFTER_S)):
+            return
         while not self._stop.is_set():
             self.read_once()
             self._stop.wait(self._interval_s)
