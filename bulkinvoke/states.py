@@ -37,8 +37,17 @@ UNSUCCESSFUL_STATES = (State.FAILED, State.EXPIRED, State.REJECTED)
 # follows what S3 says. bench/crash_fuzz.py checks every recorded history against this table.
 _TRANSITIONS: dict[State, frozenset[State]] = {
     State.PENDING: frozenset({State.SUBMITTING, State.REJECTED}),
+    # Back to pending: the intent was written, but the run stopped before the call's turn came
+    # (the engine knows it never left), so it is not in doubt.
     State.SUBMITTING: frozenset(
-        {State.SUBMITTING, State.SUBMITTED, State.SUCCEEDED, State.FAILED, State.REJECTED}
+        {
+            State.PENDING,
+            State.SUBMITTING,
+            State.SUBMITTED,
+            State.SUCCEEDED,
+            State.FAILED,
+            State.REJECTED,
+        }
     ),
     State.SUBMITTED: frozenset({State.SUCCEEDED, State.FAILED, State.EXPIRED}),
     State.EXPIRED: frozenset({State.SUCCEEDED, State.FAILED}),

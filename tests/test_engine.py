@@ -176,3 +176,49 @@ def test_the_deadline_ends_the_run_incomplete_on_the_injected_clock(ledger: Ledg
 def test_an_illegal_move_fails_loudly() -> None:
     with pytest.raises(ValueError, match="cannot go from succeeded to submitted"):
         check_transition(State.SUCCEEDED, State.SUBMITTED)
+
+
+def _latest_states(ledger: Ledger) -> dict[int, str]:
+    ledger.flush()
+    latest = ledger.latest()
+    return dict(zip(latest["row"].to_pylist(), latest["state"].to_pylist(), strict=True))
+
+
+def test_intents_of_calls_that_never_left_are_taken_back_when_the_run_stops(
+    ledger: Ledger,
+) -> None:
+    invoker = FakeInvoker(lambda call: State.FAILED)
+    result = _engine(ledger, invoker).run()
+    assert result.outcome is Outcome.STOPPED
+    sent = {call.row for call in invoker.calls}
+    # Intents are written a chunk ahead: those never sent are pending again, not in doubt.
+    assert result.counts.get(State.SUBMITTING, 0) == 0
+    assert result.counts[State.PENDING] == ITEMS - len(sent)
+    states = _latest_states(ledger)
+    assert all(
+        states.get(row, "pending") == "pending" for row in range(1, ITEMS + 1) if row not in sent
+    )
+    assert all(states[row] == "failed" for row in sent)
+    _history_is_legal(ledger)
+
+
+def test_attempts_in_doubt_from_before_stay_in_doubt_when_the_run_stops(ledger: Ledger) -> None:
+    invoker = FakeInvoker(lambda call: State.FAILED)
+    doubted = {(row, 1) for row in range(1, ITEMS + 1)}
+    engine = Engine(
+        ledger,
+        invoker,  # type: ignore[arg-type]
+        FakeCollector(),  # type: ignore[arg-type]
+        RateLimiter(None),
+        EngineSettings(concurrency=2, flush_interval=0.01),
+        work=_calls(),
+        in_doubt=doubted,
+        watches=[],
+        counts={State.SUBMITTING: ITEMS},
+        expected_result_by=lambda call, at: math.inf,
+    )
+    result = engine.run()
+    assert result.outcome is Outcome.STOPPED
+    # An earlier session may have sent them: only an answer or a result settles them.
+    assert result.counts[State.SUBMITTING] == ITEMS - len(invoker.calls)
+    assert State.PENDING not in result.counts or result.counts[State.PENDING] == 0

@@ -89,6 +89,8 @@ class Engine:
         self._settings = settings
         self._work: deque[Call] = deque(work)
         self._ready: deque[Call] = deque()
+        # Calls whose intent is written that a slot was told not to send (the run was stopping).
+        self._not_sent: list[Call] = []
         self._results: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self._listener = (
             NotificationListener(notifications, self._results.put, self._warn)
@@ -157,8 +159,10 @@ class Engine:
             raise
         finally:
             # Also on Ctrl-C: let the calls already sent finish, so their results are recorded
-            # rather than left in doubt.
+            # rather than left in doubt, and take back the intents of calls that never left.
             self._drain_calls()
+            withdrawn = self._intents.withdraw([*self._not_sent, *self._ready])
+            self._recorder.move(State.SUBMITTING, State.PENDING, withdrawn)
             calls.shutdown(wait=False, cancel_futures=True)
             sweeps.shutdown(wait=False, cancel_futures=True)
             self._writer.close()
@@ -305,6 +309,7 @@ class Engine:
                 self._apply_sweep(result)
             elif isinstance(result, NotSent):
                 self._calls_in_progress -= 1
+                self._not_sent.append(result.call)
             elif isinstance(result, StopRequest):
                 self._stop(result.reason, announce=False)  # its sender has said why
             else:
@@ -364,6 +369,7 @@ class Engine:
                 self._apply_call(result)
             elif isinstance(result, NotSent):
                 self._calls_in_progress -= 1
+                self._not_sent.append(result.call)
 
     # -- bookkeeping -----------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 
 from bulkinvoke.calls.invoker import Call
 from bulkinvoke.ledger.background import BackgroundWriter
@@ -80,6 +80,23 @@ class IntentWriter:
         self._ahead = 0
         self._record_chunk()
         return True
+
+    def withdraw(self, unsent: Iterable[Call]) -> int:
+        """The run stops: record ``pending`` again for ``unsent`` (intents written, calls never
+        handed to a slot or never started by one) and for the chunk ahead, so that they are not
+        in doubt. Attempts in doubt from before stay so: an earlier session may have sent them.
+        How many went back (their count moves from submitting to pending)."""
+        now = self._clock()
+        withdrawn = 0
+        for call in [*unsent, *itertools.islice(self._work, self._ahead)]:
+            if (call.row, call.attempt) in self._in_doubt:
+                continue
+            self._ledger.record(
+                Event(call.row, call.attempt, State.PENDING, now, inference_id=call.inference_id)
+            )
+            withdrawn += 1
+        self._ahead = 0
+        return withdrawn
 
     def _record_chunk(self) -> None:
         now = self._clock()

@@ -182,9 +182,14 @@ def test_sigterm_lets_the_calls_in_flight_finish_and_repeats_none(
     _, err = finish(process)
     assert process.returncode == 130, err
     assert "interrupted; nothing is lost" in err and "Traceback" not in err
+    # The calls in flight were answered, and the intents of those that never left taken back:
+    # nothing is in doubt, so resume has nothing to look for or wait on.
+    states = read_ledger(run_dir)["state"].value_counts().to_dict()
+    assert "submitting" not in states, states
     sagemaker_proxy.clear()
-    done = run_cli(env, "resume", str(run_dir), "--json", "--quiet")
+    done = run_cli(env, "resume", str(run_dir), "--json", "--quiet", "--in-doubt", "wait")
     assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["in_doubt_found"] == 0
     _all_succeeded(run_dir, 40)
     assert calls.all_reached_the_endpoint() and calls.duplicates() == 0
 
