@@ -222,3 +222,28 @@ def test_attempts_in_doubt_from_before_stay_in_doubt_when_the_run_stops(ledger: 
     # An earlier session may have sent them: only an answer or a result settles them.
     assert result.counts[State.SUBMITTING] == ITEMS - len(invoker.calls)
     assert State.PENDING not in result.counts or result.counts[State.PENDING] == 0
+
+
+def test_the_rate_shown_is_over_the_time_spent_sending() -> None:
+    from bulkinvoke.run.recorder import Recorder
+
+    recorder = Recorder(
+        None,  # type: ignore[arg-type]  # progress() reads no ledger
+        None,  # type: ignore[arg-type]
+        counts={},
+        watches=[],
+        expected_result_by=lambda call, at: math.inf,
+        stop_policy=None,  # type: ignore[arg-type]
+        stop=lambda reason: None,
+        warn=lambda message: None,
+    )
+    recorder.submitted = 100
+    sending = recorder.progress(
+        total=110, calls_in_progress=2, rate_limit=None, elapsed_s=10.0, left=10
+    )
+    assert sending.submit_rate == 10.0 and sending.eta_s == 1.0
+    # Every call out, results awaited for another 30 s: the rate stays what sending achieved.
+    waiting = recorder.progress(
+        total=110, calls_in_progress=0, rate_limit=None, elapsed_s=40.0, left=0
+    )
+    assert waiting.submit_rate == 10.0 and waiting.eta_s is None

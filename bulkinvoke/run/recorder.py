@@ -87,6 +87,7 @@ class Recorder:
         self._warn = warn
         self._clock = clock
         self.submitted = 0
+        self._sending_s = 0.0
         self.retries = 0
         self.throttles = 0
         # Results found that were written before their calls: an earlier run's, at the same
@@ -123,9 +124,14 @@ class Recorder:
         left: int,
     ) -> Progress:
         """A snapshot for the subscribers, ``left`` attempts still to send."""
+        # The rate of sending, over the time spent sending: once every call is out, waiting
+        # for results does not make it fall.
+        if left or calls_in_progress:
+            self._sending_s = elapsed_s
         # Not before a second has passed: the first calls alone, a few ms in, are no rate (and
         # would forecast the run's end from one call).
-        rate = self.submitted / elapsed_s if elapsed_s >= 1.0 else None
+        span = self._sending_s
+        rate = self.submitted / span if span >= 1.0 else None
         return Progress(
             total=total,
             counts={state: n for state, n in self.counts.items() if n},
