@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -247,3 +248,46 @@ def test_the_rate_shown_is_over_the_time_spent_sending() -> None:
         total=110, calls_in_progress=0, rate_limit=None, elapsed_s=40.0, left=0
     )
     assert waiting.submit_rate == 10.0 and waiting.eta_s is None
+
+
+class _InterruptingDeque(deque[Call]):
+    """The engine's ready queue, interrupted (as Ctrl-C would) at its ``n``-th append."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self._left = n
+
+    def append(self, call: Call) -> None:
+        self._left -= 1
+        if self._left == 0:
+            raise KeyboardInterrupt
+        super().append(call)
+
+
+@pytest.mark.parametrize("where", ["recording a chunk of intents", "moving a chunk to the slots"])
+def test_an_interrupt_between_two_steps_leaves_counts_and_history_sound(
+    ledger: Ledger, where: str
+) -> None:
+    invoker = FakeInvoker(lambda call: State.SUBMITTED)
+    engine = _engine(ledger, invoker, wait=False)
+    if where == "moving a chunk to the slots":
+        engine._ready = _InterruptingDeque(35)
+    else:
+        record, recorded = ledger.record, itertools.count(1)
+
+        def interrupted(event: Any) -> None:
+            if event.state is State.SUBMITTING and next(recorded) == 40:
+                raise KeyboardInterrupt
+            record(event)
+
+        ledger.record = interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        engine.run()
+    _history_is_legal(ledger)
+    counts = engine._recorder.counts
+    assert all(n >= 0 for n in counts.values()) and sum(counts.values()) == ITEMS
+    sent = {call.row for call in invoker.calls}
+    # An attempt is pending again only if its call never left; one caught mid-step may stay in
+    # doubt (submitting), never the other way round.
+    states = _latest_states(ledger)
+    assert not any(states.get(row) == "pending" for row in sent)

@@ -54,10 +54,18 @@ def test_a_payload_column_takes_one_key_and_keeps_the_others(tmp_path: Path) -> 
 def test_keys_of_mixed_types_are_kept_as_json_text_and_a_wrong_payload_key_named_by_line(
     tmp_path: Path,
 ) -> None:
-    source = _jsonl(tmp_path, '{"id": 1, "p": "a"}\n{"id": "two", "p": "b", "tag": null}\n')
+    source = _jsonl(
+        tmp_path,
+        '{"id": 1, "p": "a", "n": 1, "flag": 1, "meta": {}}\n'
+        '{"id": "two", "p": "b", "tag": null, "n": 1.5, "flag": true, "meta": {"k": [1]}}\n',
+    )
     records = read_records(source, "p")
     assert records.columns.column("id").to_pylist() == ["1", '"two"']
     assert records.columns.column("tag").to_pylist() == [None, None]
+    assert records.columns.column("n").to_pylist() == [1.0, 1.5]  # numbers stay numbers
+    assert records.columns.column("flag").to_pylist() == ["1", "true"]  # not 1.0 and 1.0
+    assert records.columns.column("meta").to_pylist() == ["{}", '{"k": [1]}']
+    pq.write_table(records.columns, tmp_path / "columns.parquet")  # every column can be kept
     assert not records.broken
     wrong = read_records(source, "prompt")
     assert wrong.broken == {0: "has no 'prompt' (the payload)", 1: "has no 'prompt' (the payload)"}

@@ -468,3 +468,11 @@ def test_property_counts_and_percentiles(items: list[Item]) -> None:
         total = sum(sum(v) for v in report["completions"]["series"].values())
         assert total == report["timings"]["finished"]
     assert json.loads(json.dumps(report, allow_nan=False)) == report
+
+
+def test_tiny_durations_and_amounts_are_plain_decimals() -> None:
+    from bulkinvoke.reports.formatting import duration, significant
+
+    assert duration(5.38879e-05) == "0.054 ms" and duration(0.004) == "4 ms"
+    assert duration(0.5) == "500 ms" and duration(4.2) == "4.2 s"
+    assert significant(0.00001234) == "0.000012" and significant(0.001) == "0.001"

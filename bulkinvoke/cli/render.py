@@ -21,6 +21,7 @@ from bulkinvoke.reports.formatting import (
     number,
     other_line,
     share,
+    significant,
     timings_line,
 )
 from bulkinvoke.states import State
@@ -176,7 +177,7 @@ def render_dry_run(console: Console, plan: DryRun, as_json: bool) -> None:
 
 def _money(amount: float) -> str:
     """Two decimals, or the first two significant digits of less than a cent."""
-    return f"{amount:,.2f}" if amount >= 0.01 or amount == 0 else f"{amount:.2g}"
+    return f"{amount:,.2f}" if amount >= 0.01 or amount == 0 else significant(amount)
 
 
 def _no_estimate(plan: DryRun) -> str:

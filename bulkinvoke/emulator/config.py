@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -47,6 +48,8 @@ class Latency:
     def __post_init__(self) -> None:
         if self.kind not in ("fixed", "uniform", "exponential"):
             raise ValueError(f"unknown latency kind {self.kind!r}")
+        if not (math.isfinite(self.seconds) and math.isfinite(self.max_seconds)):
+            raise ValueError("latency must be a finite number of seconds")
         if self.seconds < 0 or self.max_seconds < 0:
             raise ValueError("latency cannot be negative")
         if self.kind == "uniform" and self.max_seconds < self.seconds:

@@ -9,6 +9,7 @@ input size limit, is a problem of its line (file, line, reason) like a bad manif
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -102,14 +103,19 @@ def _json_lines_records(text: str, source: str, key: str | None) -> Records:
 
 
 def _column(values: list[Any]) -> Any:
-    """The values of one key as an Arrow array; values of mixed types (1 here, "two" there) as
-    their JSON text, so that no record is refused for another's type."""
+    """The values of one key as an Arrow array: strings, numbers or booleans as themselves;
+    objects, lists and values of mixed kinds (1 here, "two" there) as their JSON text, which
+    every export format can hold (an empty object cannot be a Parquet column)."""
     import pyarrow as pa
 
-    try:
-        return pa.array(values)
-    except (pa.ArrowException, ValueError, TypeError, OverflowError):
-        return pa.array([None if v is None else json.dumps(v) for v in values], pa.string())
+    kinds = {_KINDS.get(type(value), "json") for value in values if value is not None}
+    if len(kinds) <= 1 and "json" not in kinds:
+        with contextlib.suppress(pa.ArrowException, OverflowError):  # an int past 64 bits
+            return pa.array(values)
+    return pa.array([None if v is None else json.dumps(v) for v in values], pa.string())
+
+
+_KINDS = {str: "string", int: "number", float: "number", bool: "boolean"}
 
 
 def _payload_of(line: str, key: str) -> tuple[bytes | None, str, dict[str, Any], str | None]:

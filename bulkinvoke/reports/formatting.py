@@ -23,12 +23,21 @@ def share(count: int, total: int) -> str:
     return f"{100 * count / total:.1f}%" if total else "-"
 
 
+def significant(number: float, digits: int = 2) -> str:
+    """``number`` with ``digits`` significant digits, in plain decimals: 0.000012, not 1.2e-05."""
+    if number <= 0 or not math.isfinite(number):
+        return f"{number:g}"
+    places = max(0, digits - 1 - math.floor(math.log10(number)))
+    text = f"{number:.{places}f}"
+    return text.rstrip("0").rstrip(".") if places else text
+
+
 def duration(seconds: float | None) -> str:
     """A duration as people say it: 0.054 ms, 850 ms, 4.2 s, 3m 05s, 2h 10m, 3d 4h."""
     if seconds is None:
         return "-"
     if seconds < 0.01:
-        return f"{seconds * 1000:.2g} ms"
+        return f"{significant(seconds * 1000)} ms"
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 60:

@@ -11,7 +11,9 @@ rules, in the spirit of an idempotency record:
   in the journal (a group commit): a kill -9 forgets at most ``concurrency`` answers;
 * results found later are recorded by this thread and flushed within ``flush_interval``.
 
-An attempt left ``submitting`` is in doubt on resume: see ``run.in_doubt`` and ``run.doubt``.
+A stopping run records ``pending`` again for the intents of calls that never left. An attempt
+left ``submitting`` (its call may have gone out) is in doubt on resume: see ``run.in_doubt`` and
+``run.doubt``.
 """
 
 from __future__ import annotations
@@ -161,7 +163,7 @@ class Engine:
             # Also on Ctrl-C: let the calls already sent finish, so their results are recorded
             # rather than left in doubt, and take back the intents of calls that never left.
             self._drain_calls()
-            withdrawn = self._intents.withdraw([*self._not_sent, *self._ready])
+            withdrawn = self._intents.withdraw(self._not_sent)
             self._recorder.move(State.SUBMITTING, State.PENDING, withdrawn)
             calls.shutdown(wait=False, cancel_futures=True)
             sweeps.shutdown(wait=False, cancel_futures=True)
@@ -242,6 +244,7 @@ class Engine:
             if wait > 0:
                 return wait
             call = self._ready.popleft()
+            self._intents.handed_out(call)
             self._calls_in_progress += 1
             calls.submit(self._send, call)
         return 0.1

@@ -60,6 +60,11 @@ class IntentWriter:
         # includes them has started: the next periodic write usually carries them.
         self._ahead = 0
         self._ahead_in_write = False
+        # Attempts whose intents are recorded and counted, not yet handed to a slot: what a
+        # stopping run may take back. Filled only once a chunk is counted and emptied as calls
+        # are handed out, so that an interrupt between two steps leaves an attempt in doubt
+        # (safe) rather than taken back twice or while it may be sent.
+        self._intended: dict[tuple[int, int], Call] = {}
 
     def write_started(self) -> None:
         """A write of every event recorded so far has started (it carries the intents ahead)."""
@@ -81,31 +86,39 @@ class IntentWriter:
         self._record_chunk()
         return True
 
+    def handed_out(self, call: Call) -> None:
+        """``call`` goes to a slot: from now on it may be sent."""
+        self._intended.pop((call.row, call.attempt), None)
+
     def withdraw(self, unsent: Iterable[Call]) -> int:
-        """The run stops: record ``pending`` again for ``unsent`` (intents written, calls never
-        handed to a slot or never started by one) and for the chunk ahead, so that they are not
-        in doubt. Attempts in doubt from before stay so: an earlier session may have sent them.
-        How many went back (their count moves from submitting to pending)."""
+        """The run stops: record ``pending`` again for the attempts whose intents are written but
+        whose calls were never handed out, and for ``unsent`` (handed out, but a slot was told
+        not to send them), so that they are not in doubt. Attempts in doubt from before stay
+        so: an earlier session may have sent them. How many went back (their count moves from
+        submitting to pending)."""
         now = self._clock()
+        calls = {**self._intended, **{(call.row, call.attempt): call for call in unsent}}
+        self._intended = {}
         withdrawn = 0
-        for call in [*unsent, *itertools.islice(self._work, self._ahead)]:
-            if (call.row, call.attempt) in self._in_doubt:
+        for key, call in calls.items():
+            if key in self._in_doubt:
                 continue
             self._ledger.record(
                 Event(call.row, call.attempt, State.PENDING, now, inference_id=call.inference_id)
             )
             withdrawn += 1
-        self._ahead = 0
         return withdrawn
 
     def _record_chunk(self) -> None:
         now = self._clock()
         fresh = 0
         self._ahead = min(self._chunk_size(), len(self._work))
-        for call in itertools.islice(self._work, self._ahead):
+        chunk = list(itertools.islice(self._work, self._ahead))
+        for call in chunk:
             self._ledger.record(
                 Event(call.row, call.attempt, State.SUBMITTING, now, inference_id=call.inference_id)
             )
             fresh += (call.row, call.attempt) not in self._in_doubt
         self._on_recorded(fresh)
+        self._intended.update(((call.row, call.attempt), call) for call in chunk)
         self._ahead_in_write = False

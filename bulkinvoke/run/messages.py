@@ -25,7 +25,7 @@ class Sweep:
 @dataclass(frozen=True, slots=True)
 class NotSent:
     """A call still waiting in the pool's queue when the run began to stop: it stays unsent,
-    its attempt in doubt like that of any other call whose intent is written."""
+    and its intent is taken back (``IntentWriter.withdraw``)."""
 
     call: Call
 
