@@ -8,6 +8,7 @@ every failure; the deadline of ``--timeout`` is a :class:`Deadline` on an inject
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,10 +22,10 @@ class Tally:
     last_error: str | None = None  # the error of the latest failed call
 
 
-class StopCondition:
+class StopCondition(ABC):
+    @abstractmethod
     def reason(self, tally: Tally) -> str | None:
         """Why the run must stop now, or None."""
-        raise NotImplementedError
 
     def __or__(self, other: StopCondition) -> StopCondition:
         return StopAny((self, other))
