@@ -1,11 +1,14 @@
 """What the end-to-end test suites share: a loopback stack with fake credentials in the
-environment, fault knobs reset between tests, and datasets of inputs in S3 with a manifest."""
+environment, fault knobs reset between tests, datasets of inputs in S3 with a manifest, and a
+bare TCP server for the tests that play an endpoint or a proxy byte by byte."""
 
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,3 +84,37 @@ def upload_dataset(s3: Any, bucket: str, directory: Path, n: int, *, missing: in
     manifest = directory / f"{prefix}.csv"
     manifest.write_text("input_location\n" + "\n".join(locations) + "\n")
     return Dataset(manifest, locations)
+
+
+class ConnectionServer:
+    """A TCP server on loopback that hands each connection to ``handle`` on a thread of its own
+    (``url`` is ``http://127.0.0.1:<port>``)."""
+
+    def __init__(self, handle: Callable[[socket.socket], None]) -> None:
+        self._handle = handle
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._server.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._handle, args=(connection,), daemon=True).start()
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def read_head(connection: socket.socket, buffer: bytes = b"") -> tuple[bytes, bytes] | None:
+    """An HTTP request's head (request line and headers) and the bytes read after it, reading
+    on from ``buffer``; None if the peer closed the connection first."""
+    while b"\r\n\r\n" not in buffer:
+        chunk = connection.recv(65536)
+        if not chunk:
+            return None
+        buffer += chunk
+    head, _, rest = buffer.partition(b"\r\n\r\n")
+    return head, rest

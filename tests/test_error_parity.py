@@ -24,6 +24,7 @@ from bulkinvoke.calls.limiter import RateLimiter
 from bulkinvoke.calls.retry import RetryPolicy
 from bulkinvoke.calls.transport import DirectRuntimeClient
 from bulkinvoke.request_options import RequestOptions
+from tests.loopback import ConnectionServer, read_head
 
 
 def _http(status: str, headers: list[str], body: bytes, length: int | None = None) -> bytes:
@@ -83,28 +84,17 @@ class ScriptedServer:
     def __init__(self) -> None:
         self._steps: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self._server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+        self._server = ConnectionServer(self._serve)
+        self.url = self._server.url
 
     def _serve(self, connection: socket.socket) -> None:
         buffer = b""
         while True:
-            while b"\r\n\r\n" not in buffer:
-                chunk = connection.recv(65536)
-                if not chunk:
-                    connection.close()
-                    return
-                buffer += chunk
-            head, _, buffer = buffer.partition(b"\r\n\r\n")
+            read = read_head(connection, buffer)
+            if read is None:
+                connection.close()
+                return
+            head, buffer = read
             headers = dict(
                 line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line
             )

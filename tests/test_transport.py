@@ -38,6 +38,7 @@ from botocore.exceptions import (
 from bulkinvoke.calls.aws import AwsSettings, Transport, make_clients
 from bulkinvoke.calls.retry import ErrorKind, classify
 from bulkinvoke.calls.transport import DirectRuntimeClient, _host_header, direct_client
+from bulkinvoke.emulator.tls import write_tls_files
 
 KEY, SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 PARAMETERS = {
@@ -554,56 +555,16 @@ def test_a_connection_closed_without_an_answer_is_connection_closed(server: _Ser
     assert classify(raised.value).kind is ErrorKind.TRANSIENT
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 def test_tls_verifies_against_the_ca_bundle_botocore_would_use(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cert, key = _self_signed(tmp_path)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server = _Server(tls=context)
+    # A CA of its own and a certificate for 127.0.0.1, as the emulator's --tls makes them.
+    files = write_tls_files(tmp_path, ("127.0.0.1",))
+    server = _Server(tls=files.server_context())
     try:
         with pytest.raises(SSLError):
             _direct(server.url).invoke_endpoint_async(**PARAMETERS)
-        monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(files.ca_bundle))
         answer = _direct(server.url).invoke_endpoint_async(**PARAMETERS)
         assert answer["InferenceId"] == PARAMETERS["InferenceId"]
         sent, expected = _sigv4_signature(server.received[-1], f"127.0.0.1:{server.port}")

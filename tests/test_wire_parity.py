@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +27,7 @@ import pytest
 
 from bulkinvoke import __version__
 from bulkinvoke.calls.aws import AwsSettings, Transport, make_clients
+from tests.loopback import ConnectionServer, read_head
 
 KEY, SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 TOKEN = "FwoGZXIvYXdzEXAMPLE/session+token=="
@@ -62,28 +62,14 @@ class Recorder:
 
     def __init__(self) -> None:
         self.requests: list[Captured] = []
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self._server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+        self._server = ConnectionServer(self._serve)
+        self.url = self._server.url
 
     def _serve(self, connection: socket.socket) -> None:
         buffer = b""
         with connection:
-            while True:
-                while b"\r\n\r\n" not in buffer:
-                    chunk = connection.recv(65536)
-                    if not chunk:
-                        return
-                    buffer += chunk
-                head, _, rest = buffer.partition(b"\r\n\r\n")
+            while (read := read_head(connection, buffer)) is not None:
+                head, rest = read
                 line, *header_lines = head.split(b"\r\n")
                 headers = {}
                 for header in header_lines:

@@ -23,7 +23,7 @@ import pytest
 
 from bulkinvoke.emulator import EndpointSpec, LocalStack
 from bulkinvoke.emulator.tls import TlsFiles, write_tls_files
-from tests.loopback import s3_client, serve_stack, upload_dataset
+from tests.loopback import ConnectionServer, read_head, s3_client, serve_stack, upload_dataset
 
 from .conftest import FAKE_CREDENTIALS, INPUT_BUCKET, OUTPUT_BUCKET
 
@@ -185,26 +185,15 @@ class _ConnectProxy:
 
     def __init__(self) -> None:
         self.tunnels: list[str] = []
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+        self._server = ConnectionServer(self._tunnel)
+        self.url = self._server.url
 
     def _tunnel(self, client: socket.socket) -> None:
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = client.recv(4096)
-            if not chunk:
-                client.close()
-                return
-            head += chunk
+        read = read_head(client)
+        if read is None:
+            client.close()
+            return
+        head, _ = read
         method, target, _ = head.split(b"\r\n", 1)[0].split(b" ", 2)
         if method != b"CONNECT":
             client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
