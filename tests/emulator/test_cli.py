@@ -69,10 +69,15 @@ def test_bad_options_exit_2(args: list[str]) -> None:
     assert result.exit_code == 2
 
 
-def test_serves_until_interrupted(fake_aws_environment: None) -> None:
-    command = [sys.executable, "-c", RUN_COMMAND, "--workers", "2", "--latency", "uniform:0-0.01"]
+def _start(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """``bulkinvoke emulator ARGS`` in a child process, and the variables it printed for clients
+    (the last, AWS_DEFAULT_REGION, once it serves; fewer if it did not start in 30 s)."""
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy()
+        [sys.executable, "-c", RUN_COMMAND, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
     )
     assert process.stdout is not None
     exports: dict[str, str] = {}
@@ -84,6 +89,11 @@ def test_serves_until_interrupted(fake_aws_environment: None) -> None:
         if line.startswith("export "):
             name, _, value = line.removeprefix("export ").strip().partition("=")
             exports[name] = value
+    return process, exports
+
+
+def test_serves_until_interrupted(fake_aws_environment: None) -> None:
+    process, exports = _start("--workers", "2", "--latency", "uniform:0-0.01")
     try:
         assert exports["AWS_ACCESS_KEY_ID"] == "local"
         # The credentials it printed: it checks every call's signature with them.
@@ -107,20 +117,7 @@ def test_serves_until_interrupted(fake_aws_environment: None) -> None:
 
 
 def test_tls_serves_https_with_the_ca_it_prints(fake_aws_environment: None, tmp_path: Path) -> None:
-    command = [sys.executable, "-c", RUN_COMMAND, "--tls", "--tls-dir", str(tmp_path / "tls")]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy()
-    )
-    assert process.stdout is not None
-    exports: dict[str, str] = {}
-    deadline = time.monotonic() + 30
-    while "AWS_DEFAULT_REGION" not in exports and time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        if line.startswith("export "):
-            name, _, value = line.removeprefix("export ").strip().partition("=")
-            exports[name] = value
+    process, exports = _start("--tls", "--tls-dir", str(tmp_path / "tls"))
     try:
         assert exports["AWS_CA_BUNDLE"] == str(tmp_path / "tls" / "ca.pem")
         assert exports["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"].startswith("https://")
