@@ -140,11 +140,10 @@ class LoadWatch:
     def _run(self) -> None:
         # A short run ends before it needs the endpoint's view (a scale from zero is known
         # from the description): it pays nothing for a CloudWatch client.
-        if self._stop.wait(min(self._interval_s, FIRST_READ_AFTER_S)):
-            return
-        while not self._stop.is_set():
+        wait = min(self._interval_s, FIRST_READ_AFTER_S)
+        while not self._stop.wait(wait):
             self.read_once()
-            self._stop.wait(self._interval_s)
+            wait = self._interval_s
 
 
 class _WithLoad(Subscribers):
