@@ -1,10 +1,13 @@
-"""S3 locations as the endpoint reports them: ``s3://bucket/key`` (or an https:// S3 URL), and the
-arguments every S3 call of a run shares."""
+"""S3 locations as the endpoint reports them: ``s3://bucket/key`` (or an https:// S3 URL), the
+arguments every S3 call of a run shares, and what is under a prefix."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    from bulkinvoke.aws_protocols import S3Client
 
 
 class S3Location(NamedTuple):
@@ -44,3 +47,16 @@ def parse_s3_uri(uri: str) -> S3Location:
 def bucket_owner_args(expected_bucket_owner: str | None) -> dict[str, str]:
     """The keyword arguments that make an S3 call check the bucket's owner (none if unset)."""
     return {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
+
+
+def list_prefix(s3: S3Client, uri: str, owner_args: dict[str, str]) -> dict[str, str]:
+    """Key (relative to the prefix) -> ETag (unquoted) of every object under ``uri``."""
+    target = parse_s3_uri(uri)
+    found: dict[str, str] = {}
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=target.bucket, Prefix=target.key, **owner_args
+    )
+    for page in pages:
+        for item in page.get("Contents", []):
+            found[item["Key"][len(target.key) :]] = item["ETag"].strip('"')
+    return found

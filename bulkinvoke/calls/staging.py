@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from bulkinvoke.aws_protocols import S3Client
-from bulkinvoke.s3uri import parse_s3_uri
+from bulkinvoke.s3uri import list_prefix, parse_s3_uri
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def stage_payloads(
     """Upload the payload of each record whose content address (``keys[i]``) is not staged yet;
     ``payload(i)`` gives record i's bytes."""
     bucket, prefix = stage_prefix(stage_uri)
-    present = _listed(s3, bucket, prefix, owner_args)
+    present = list_prefix(s3, f"s3://{bucket}/{prefix}", owner_args)
     first_of: dict[str, int] = {}
     for index, key in enumerate(keys):
         if key is not None and key not in present:
@@ -75,13 +75,5 @@ def already_staged(
 ) -> int:
     """How many distinct payloads of ``keys`` are staged already (for the dry run)."""
     bucket, prefix = stage_prefix(stage_uri)
-    present = _listed(s3, bucket, prefix, owner_args)
-    return len({key for key in keys if key is not None} & present)
-
-
-def _listed(s3: S3Client, bucket: str, prefix: str, owner_args: dict[str, str]) -> set[str]:
-    names: set[str] = set()
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **owner_args)
-    for page in pages:
-        names.update(item["Key"][len(prefix) :] for item in page.get("Contents", []))
-    return names
+    present = list_prefix(s3, f"s3://{bucket}/{prefix}", owner_args)
+    return len({key for key in keys if key is not None} & present.keys())

@@ -29,7 +29,7 @@ from bulkinvoke.manifest.rows import (
     shown,
     split_lines,
 )
-from bulkinvoke.s3uri import bucket_owner_args, parse_s3_uri
+from bulkinvoke.s3uri import bucket_owner_args, list_prefix, parse_s3_uri
 
 EXTENSIONS = {
     ".csv": "csv",
@@ -350,14 +350,10 @@ def list_prefix_rows(
         bucket, prefix = parse_s3_uri(uri)
     except ValueError:
         raise ManifestError(f"{uri}: not an s3://bucket/prefix/ URI") from None
-    keys: list[str] = []
     try:
-        owner = bucket_owner_args(expected_bucket_owner)
-        for page in s3_client.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=prefix, **owner
-        ):
-            # Keys ending in "/" are the "folders" of the S3 console, not inputs.
-            keys.extend(o["Key"] for o in page.get("Contents", ()) if not o["Key"].endswith("/"))
+        listed = list_prefix(s3_client, uri, bucket_owner_args(expected_bucket_owner))
+        # Keys ending in "/" are the "folders" of the S3 console, not inputs.
+        keys = [prefix + name for name in listed if not name.endswith("/")]
     except (BotoCoreError, ClientError) as error:
         raise ManifestError(f"{uri}: cannot list the prefix ({error})") from None
     if not keys:

@@ -46,13 +46,12 @@ from bulkinvoke.ledger.files import (
     read_config,
 )
 from bulkinvoke.ledger.identity import run_identity
-from bulkinvoke.s3uri import parse_s3_uri
+from bulkinvoke.s3uri import list_prefix, parse_s3_uri
 from bulkinvoke.scale.lease import LEASE_NAME, Lease
 from bulkinvoke.scale.mirror_files import (
     EVENT_NAME,
     download_run,
     last_seq,
-    list_prefix,
     md5_hex,
     needed_events,
 )

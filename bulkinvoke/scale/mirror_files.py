@@ -21,7 +21,7 @@ from bulkinvoke.ledger.files import (
     read_config,
     write_durably,
 )
-from bulkinvoke.s3uri import bucket_owner_args, parse_s3_uri
+from bulkinvoke.s3uri import bucket_owner_args, list_prefix, parse_s3_uri
 
 if TYPE_CHECKING:
     from bulkinvoke.calls.aws import AwsSettings
@@ -41,19 +41,6 @@ def mirror_client(run_dir: Path, overrides: AwsSettings | None) -> tuple[S3Clien
     settings = AwsSettings.from_config(saved or {}).merged_with(overrides or AwsSettings())
     owner = settings.expected_bucket_owner
     return make_clients(settings).s3, bucket_owner_args(owner)
-
-
-def list_prefix(s3: S3Client, uri: str, owner_args: dict[str, str]) -> dict[str, str]:
-    """Key (relative to the prefix) -> ETag (unquoted) of every object under ``uri``."""
-    target = parse_s3_uri(uri)
-    found: dict[str, str] = {}
-    pages = s3.get_paginator("list_objects_v2").paginate(
-        Bucket=target.bucket, Prefix=target.key, **owner_args
-    )
-    for page in pages:
-        for item in page.get("Contents", []):
-            found[item["Key"][len(target.key) :]] = item["ETag"].strip('"')
-    return found
 
 
 def md5_hex(data: bytes) -> str:

@@ -125,8 +125,8 @@ def _download_runs(s3: S3Client, source: str, target: Path, aws: AwsSettings | N
     from botocore.exceptions import BotoCoreError, ClientError
 
     from bulkinvoke.errors import MirrorError
-    from bulkinvoke.s3uri import bucket_owner_args
-    from bulkinvoke.scale.mirror_files import download_run, list_prefix
+    from bulkinvoke.s3uri import bucket_owner_args, list_prefix
+    from bulkinvoke.scale.mirror_files import download_run
 
     prefix = source if source.endswith("/") else source + "/"
     owner = aws.expected_bucket_owner if aws else None
