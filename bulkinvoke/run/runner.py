@@ -114,15 +114,16 @@ def submit(
     started = time.monotonic()
     check_options(options)
     run_dir = run_dir or default_run_dir(manifest_source, options.endpoint, shard)
-    if Ledger.exists(run_dir):
-        check_shard(read_config(run_dir / CONFIG_NAME), shard)
+    existing = read_config(run_dir / CONFIG_NAME) if Ledger.exists(run_dir) else None
+    if existing is not None:
+        check_shard(existing, shard)
     clients = make_clients(options.aws, max_connections=options.most_calls_in_progress + 4)
     subscribers = subscribers or Subscribers()
     manifest, staged = read_run_manifest(
         manifest_source, clients.s3, options, skip_invalid=skip_invalid, shard=shard
     )
-    if Ledger.exists(run_dir):
-        check_same_run(read_config(run_dir / CONFIG_NAME), manifest, options, shard)
+    if existing is not None:
+        check_same_run(existing, manifest, options, shard)
     # Before anything is staged or written: an endpoint that cannot take the calls costs no
     # upload and leaves no run behind.
     described = look_at_endpoint(clients, options, subscribers)
