@@ -45,10 +45,7 @@ def records_manifest(source: str, stage: str, payload_column: str | None) -> Sta
         raise UsageError("--stage reads a local records file (JSON Lines or Parquet), not s3://")
     records = read_records(source, payload_column)
     keys = [None if p is None else records.staged_key(i) for i, p in enumerate(records.payloads)]
-    try:
-        locations = staged_locations(stage, keys)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
+    locations = staged_locations(stage, keys)  # ``stage`` was checked with the options
     raw = RawRows(records.unit, records.starts, locations, {}, records.broken)
     # The stage is part of what the run is: the same records staged elsewhere are another run.
     digest = fingerprint(f"{records.digest}\0stage={stage.rstrip('/')}/".encode())
